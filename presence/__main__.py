@@ -1,0 +1,5 @@
+import sys
+
+from presence.cli import main
+
+sys.exit(main())

@@ -1,0 +1,247 @@
+"""The pure core: what an event means for the stored state.
+
+An event becomes *facts*, one per row it touches. Every kind of fact has a
+``join``: commutative, associative and idempotent, so the state reached by
+joining the facts of a set of events is the same whatever order they come in
+and however often each repeats. The database applies the same joins as
+conditional upserts (``presence.db.writes``); this module is their definition.
+
+Presence is decided by an *order key*: the event's time, then a fixed tie rule
+(a ``disconnected`` beats a ``connected`` at the same millisecond), then a digest
+of the event, so any two different events are ordered the same way everywhere.
+
+Which sessions are live is never written as a cross-row update. A session row
+holds its newest signal (the key of the newest event that spoke about it and
+whether that event left it live); the user row holds the key of the newest
+``connections`` snapshot. A session is live when its newest signal says so and
+is not older than that snapshot (:func:`is_live`): a newer snapshot that did not
+list it has ended it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from presence.core.events import (
+    ConnectionChanged,
+    ConnectionKind,
+    Event,
+    MessageSent,
+    ReceiptKind,
+    ReceiptMarked,
+    Session,
+)
+
+#: Sorts before every real key: "no snapshot seen yet".
+NO_KEY = b""
+_TIE_RANK: dict[ConnectionKind, int] = {"connected": 0, "disconnected": 1}
+
+
+def order_key(event: ConnectionChanged) -> bytes:
+    """Bytes that sort connection events by time, then tie rule, then content.
+
+    Compared bytewise, as both SQLite (BLOB) and PostgreSQL (bytea) do.
+    """
+    digest = hashlib.blake2b(repr(event).encode(), digest_size=16).digest()
+    return event.at_ms.to_bytes(8, "big") + bytes((_TIE_RANK[event.kind],)) + digest
+
+
+@dataclass(frozen=True, slots=True)
+class UserFact:
+    """A user's status (from the newest event), last-seen time and newest snapshot."""
+
+    uid: str
+    status_key: bytes
+    status: str
+    status_updated_at_ms: int | None
+    last_seen_at_ms: int
+    snapshot_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFact:
+    """The newest signal about one session of a user."""
+
+    uid: str
+    session_id: str
+    signal_key: bytes
+    live: bool
+    device_id: str | None
+    platform: str | None
+    connected_at_ms: int | None
+    disconnected_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFact:
+    """What is known of a message: where it lives and who sent it.
+
+    ``claim`` ranks sources: an ``after_message`` (authority 1) outranks what a
+    receipt implies (authority 0); between equals the greater value wins, so the
+    choice does not depend on arrival order.
+    """
+
+    message_id: int
+    claim: bytes
+    conversation_id: str
+    sender: str | None
+    sent_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptFact:
+    """The earliest time a reader marked a message (and so every earlier one) delivered or read."""
+
+    conversation_id: str
+    reader: str
+    kind: ReceiptKind
+    message_id: int
+    at_ms: int
+
+
+def join_user(a: UserFact, b: UserFact) -> UserFact:
+    newest = a if a.status_key >= b.status_key else b
+    return UserFact(
+        uid=a.uid,
+        status_key=newest.status_key,
+        status=newest.status,
+        status_updated_at_ms=newest.status_updated_at_ms,
+        last_seen_at_ms=max(a.last_seen_at_ms, b.last_seen_at_ms),
+        snapshot_key=max(a.snapshot_key, b.snapshot_key),
+    )
+
+
+def join_session(a: SessionFact, b: SessionFact) -> SessionFact:
+    return a if a.signal_key >= b.signal_key else b
+
+
+def join_message(a: MessageFact, b: MessageFact) -> MessageFact:
+    return a if a.claim >= b.claim else b
+
+
+def join_receipt(a: ReceiptFact, b: ReceiptFact) -> ReceiptFact:
+    return a if a.at_ms <= b.at_ms else b
+
+
+def is_live(session_live: bool, signal_key: bytes, snapshot_key: bytes) -> bool:
+    """Whether a session is connected now; ``presence.db.reads`` asks the same in SQL."""
+    return session_live and signal_key >= snapshot_key
+
+
+def message_claim(authority: int, conversation_id: str, sender: str | None) -> bytes:
+    return bytes((authority,)) + conversation_id.encode() + b"\x00" + (sender or "").encode()
+
+
+def facts_of_connection(event: ConnectionChanged) -> tuple[UserFact, list[SessionFact]]:
+    key = order_key(event)
+    user = UserFact(
+        uid=event.uid,
+        status_key=key,
+        status=event.status,
+        status_updated_at_ms=event.status_updated_at_ms,
+        last_seen_at_ms=event.at_ms,
+        snapshot_key=key if event.snapshot is not None else NO_KEY,
+    )
+    if event.snapshot is None:
+        connected = event.kind == "connected"
+        return user, [_session_fact(event, key, event.session, live=connected)]
+    sessions = [_session_fact(event, key, member, live=True) for member in event.snapshot]
+    if all(member.session_id != event.session.session_id for member in event.snapshot):
+        # The snapshot decides: a session it does not list is over, whatever the event type says.
+        sessions.append(_session_fact(event, key, event.session, live=False))
+    return user, sessions
+
+
+def _session_fact(event: ConnectionChanged, key: bytes, session: Session, *, live: bool) -> SessionFact:
+    return SessionFact(
+        uid=event.uid,
+        session_id=session.session_id,
+        signal_key=key,
+        live=live,
+        device_id=session.device_id,
+        platform=session.platform,
+        connected_at_ms=session.connected_at_ms,
+        disconnected_at_ms=None if live else event.at_ms,
+    )
+
+
+def fact_of_message(event: MessageSent) -> MessageFact | None:
+    if not event.tracked:
+        return None
+    return MessageFact(
+        message_id=event.message_id,
+        claim=message_claim(1, event.conversation_id, event.sender),
+        conversation_id=event.conversation_id,
+        sender=event.sender,
+        sent_at_ms=event.sent_at_ms,
+    )
+
+
+def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact]:
+    message = MessageFact(
+        message_id=event.message_id,
+        claim=message_claim(0, event.conversation_id, event.message_sender),
+        conversation_id=event.conversation_id,
+        sender=event.message_sender,
+        sent_at_ms=None,
+    )
+    receipt = ReceiptFact(
+        conversation_id=event.conversation_id,
+        reader=event.reader,
+        kind=event.kind,
+        message_id=event.message_id,
+        at_ms=event.at_ms,
+    )
+    return message, receipt
+
+
+@dataclass(slots=True)
+class Changes:
+    """The joined facts of a batch of events, one per row, ready for one transaction."""
+
+    users: dict[str, UserFact] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], SessionFact] = field(default_factory=dict)
+    messages: dict[int, MessageFact] = field(default_factory=dict)
+    receipts: dict[tuple[str, str, str, int], ReceiptFact] = field(default_factory=dict)
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, ConnectionChanged):
+            user, sessions = facts_of_connection(event)
+            self._add_user(user)
+            for session in sessions:
+                self._add_session(session)
+        elif isinstance(event, MessageSent):
+            message = fact_of_message(event)
+            if message is not None:
+                self._add_message(message)
+        elif isinstance(event, ReceiptMarked):
+            message, receipt = facts_of_receipt(event)
+            self._add_message(message)
+            self._add_receipt(receipt)
+
+    def _add_user(self, fact: UserFact) -> None:
+        current = self.users.get(fact.uid)
+        self.users[fact.uid] = fact if current is None else join_user(current, fact)
+
+    def _add_session(self, fact: SessionFact) -> None:
+        key = (fact.uid, fact.session_id)
+        current = self.sessions.get(key)
+        self.sessions[key] = fact if current is None else join_session(current, fact)
+
+    def _add_message(self, fact: MessageFact) -> None:
+        current = self.messages.get(fact.message_id)
+        self.messages[fact.message_id] = fact if current is None else join_message(current, fact)
+
+    def _add_receipt(self, fact: ReceiptFact) -> None:
+        key = (fact.conversation_id, fact.reader, fact.kind, fact.message_id)
+        current = self.receipts.get(key)
+        self.receipts[key] = fact if current is None else join_receipt(current, fact)
+
+
+def changes_of(events: Iterable[Event]) -> Changes:
+    changes = Changes()
+    for event in events:
+        changes.add(event)
+    return changes

@@ -1,0 +1,45 @@
+"""What of a webhook body the inbox keeps: all of it but message content.
+
+The service never stores message text, attachments, entities or custom data
+(contract §2). A message's content travels in its ``data`` object (``data.data``
+in CometChat's payloads), so every ``data`` object nested inside the event's
+``data`` is dropped, and so is every key that names content, at any depth, in
+any trigger, known or not. What is left is enough to rebuild all state.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Keys that carry message content wherever they appear.
+CONTENT_KEYS: Final = frozenset(
+    {"text", "attachments", "attachment", "entities", "customData", "custom_data", "metadata"}
+)
+#: Deeper than any CometChat body; deeper ones are refused rather than walked.
+MAX_DEPTH: Final = 32
+
+
+class TooDeep(ValueError):
+    """A body nested deeper than :data:`MAX_DEPTH`."""
+
+
+def without_content(body: dict[str, object]) -> dict[str, object]:
+    """A copy of ``body`` with message content removed."""
+    scrubbed = _scrub(body, depth=1, inside_data=False)
+    assert isinstance(scrubbed, dict)
+    return scrubbed
+
+
+def _scrub(value: object, *, depth: int, inside_data: bool) -> object:
+    if depth > MAX_DEPTH:
+        raise TooDeep(f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        kept: dict[str, object] = {}
+        for key, item in value.items():
+            if key in CONTENT_KEYS or (inside_data and key == "data"):
+                continue
+            kept[key] = _scrub(item, depth=depth + 1, inside_data=inside_data or key == "data")
+        return kept
+    if isinstance(value, list):
+        return [_scrub(item, depth=depth + 1, inside_data=inside_data) for item in value]
+    return value

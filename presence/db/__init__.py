@@ -1,0 +1,1 @@
+"""Storage: the SQL model, the engine, the upserts that join facts, and the reads."""

@@ -1,0 +1,129 @@
+"""The SQL model. The schema itself is only ever made by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Instant(TypeDecorator[datetime]):
+    """A UTC instant: ``timestamptz`` on PostgreSQL; on SQLite, fixed-width UTC text.
+
+    SQLite compares the stored text, so every value is written in UTC with
+    microseconds, which keeps text order equal to time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not instants")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment).
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class InboxEvent(Base):
+    """Every accepted webhook body, as received, less message content."""
+
+    __tablename__ = "inbox_event"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+    trigger: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+
+
+class UserPresence(Base):
+    """One row per user ever seen; see ``presence.core.facts.UserFact``."""
+
+    __tablename__ = "user_presence"
+
+    uid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    status: Mapped[str] = mapped_column(String(255))
+    status_updated_at: Mapped[datetime | None] = mapped_column(Instant())
+    status_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    last_seen_at: Mapped[datetime] = mapped_column(Instant())
+    snapshot_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class UserSession(Base):
+    """One row per session of a user ever seen; see ``presence.core.facts.SessionFact``."""
+
+    __tablename__ = "user_session"
+    __table_args__ = (Index("ix_user_session_uid_live", "uid", "live"),)
+
+    uid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    signal_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    live: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="live"))
+    device_id: Mapped[str | None] = mapped_column(String(255))
+    platform: Mapped[str | None] = mapped_column(String(255))
+    connected_at: Mapped[datetime | None] = mapped_column(Instant())
+    disconnected_at: Mapped[datetime | None] = mapped_column(Instant())
+
+
+class Message(Base):
+    """A message named by an ``after_message`` or a receipt. Never its content."""
+
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    claim: Mapped[bytes] = mapped_column(LargeBinary)
+    conversation_id: Mapped[str] = mapped_column(String(512))
+    sender: Mapped[str | None] = mapped_column(String(255))
+    sent_at: Mapped[datetime | None] = mapped_column(Instant())
+
+
+class Receipt(Base):
+    """The earliest time a reader marked a message of a conversation delivered or read."""
+
+    __tablename__ = "receipt"
+    __table_args__ = (
+        Index("ix_receipt_conversation_id_message_id", "conversation_id", "message_id"),
+        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    reader_uid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Instant())

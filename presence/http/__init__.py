@@ -1,0 +1,1 @@
+"""HTTP: the aiohttp application, ``/hook`` in, the query API out."""

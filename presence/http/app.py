@@ -1,0 +1,61 @@
+"""The application factory: settings in, an aiohttp application out.
+
+Nothing is built at import time. The engine and the group committer live in a
+``cleanup_ctx`` generator, made when the application starts (after the schema
+is migrated, when asked) and disposed of when it stops, committed work first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from presence.db.engine import create_engine
+from presence.db.schema import upgrade
+from presence.db.writes import Writer
+from presence.http import api
+from presence.http.errors import error_middleware
+from presence.http.hook import receive_webhook
+from presence.http.keys import COMMITTER, ENGINE, SETTINGS
+from presence.intake.committer import Committer
+from presence.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_storage(migrate=migrate))
+    app.router.add_post("/hook", receive_webhook)
+    app.router.add_get("/users/{uid}/presence", api.get_presence)
+    app.router.add_get("/messages/{message_id}/receipts", api.get_message_receipts)
+    app.router.add_get("/healthz", api.get_healthz)
+    return app
+
+
+def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def storage(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        engine = create_engine(settings)
+        if migrate:
+            await upgrade(engine)
+            log.info("schema is at the newest revision")
+        committer = Committer(
+            engine,
+            Writer(engine.dialect.name),
+            max_batch=settings.commit_max_batch,
+            queue_limit=settings.intake_queue_limit,
+        )
+        await committer.start()
+        app[ENGINE] = engine
+        app[COMMITTER] = committer
+        try:
+            yield
+        finally:
+            await committer.close()
+            await engine.dispose()
+
+    return storage

@@ -1,0 +1,73 @@
+"""The one JSON error shape, and the middleware that gives every error that shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy import exc
+
+from presence.http.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+#: Errors that mean the database cannot be reached now, not that the request is wrong.
+UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError, OSError)
+
+
+class ApiError(Exception):
+    """An error the caller should see: a status, a stable snake_case code, a message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(error: ApiError) -> web.Response:
+    body = {"error": {"code": error.code, "message": error.message}}
+    return json_response(body, status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_body_bytes
+        return error_response(ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes"))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _CODES.get(error.status, "http_error")
+        headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "www-authenticate")}
+        return error_response(ApiError(error.status, code, error.reason, headers))
+    except UNAVAILABLE as error:
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
+        return error_response(ApiError(503, "unavailable", "the database is unavailable; retry later"))
+    except Exception:
+        log.exception("unexpected error", extra={"method": request.method, "path": request.path})
+        return error_response(ApiError(500, "internal_error", "internal error"))

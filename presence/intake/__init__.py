@@ -1,0 +1,1 @@
+"""Intake: accepted webhook events on their way into one durable transaction."""

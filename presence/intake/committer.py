@@ -1,0 +1,153 @@
+"""Group commit: the events of concurrent requests share one transaction.
+
+``/hook`` hands each accepted event to :meth:`Committer.submit` and answers only
+when the transaction that holds it has committed. One task drains the queue:
+whatever arrived while the previous commit was in flight goes into the next
+transaction, so under load one commit (and one fsync) acknowledges many events.
+Within a batch the pure core joins the facts first, so each row is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from presence.core.events import Event
+from presence.core.facts import changes_of
+from presence.db.writes import InboxRow, Writer
+
+log = logging.getLogger(__name__)
+
+
+class IntakeUnavailable(Exception):
+    """The event was not committed; the caller should retry (``503``)."""
+
+
+class IntakeRejected(Exception):
+    """The database refused this event alone; retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A parsed event and the inbox row that records it."""
+
+    event: Event
+    inbox: InboxRow
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Accepted
+    done: asyncio.Future[None]
+
+
+BatchObserver = Callable[[int], None]
+
+
+class Committer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: Writer,
+        *,
+        max_batch: int,
+        queue_limit: int,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._max_batch = max_batch
+        self._queue_limit = queue_limit
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="presence-committer")
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closing = True
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def submit(self, item: Accepted) -> None:
+        """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not."""
+        if self._closing or self._task is None or self._task.done():
+            raise IntakeUnavailable("the service is shutting down")
+        if self._queue.qsize() >= self._queue_limit:
+            raise IntakeUnavailable("too many events are waiting for a commit")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_consume_outcome)
+        self._queue.put_nowait(_Pending(item, done))
+        # shield: a request whose client went away must not cancel its neighbours' batch.
+        await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        try:
+            await self._commit([p.item for p in batch])
+        except (IntegrityError, DataError) as error:
+            if len(batch) == 1:
+                log.error("database refused an event: %s", error.orig, extra={"trigger": batch[0].item.inbox.trigger})
+                _settle(batch, IntakeRejected("the database refused this event"))
+                return
+            # One event spoiled the batch: commit the others alone so only it fails.
+            for pending in batch:
+                await self._commit_batch([pending])
+            return
+        except Exception as error:
+            log.warning("commit of %d events failed: %s", len(batch), _describe(error))
+            _settle(batch, IntakeUnavailable("the database is unavailable"))
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        _settle(batch, None)
+
+    async def _commit(self, items: Sequence[Accepted]) -> None:
+        changes = changes_of(item.event for item in items)
+        async with self._engine.begin() as connection:
+            await self._writer.append_inbox(connection, [item.inbox for item in items])
+            await self._writer.apply(connection, changes)
+
+
+def _settle(batch: list[_Pending], error: Exception | None) -> None:
+    for pending in batch:
+        if pending.done.done():
+            continue
+        if error is None:
+            pending.done.set_result(None)
+        else:
+            pending.done.set_exception(error)
+
+
+def _consume_outcome(future: asyncio.Future[None]) -> None:
+    # The request may have gone away; mark its outcome seen so asyncio does not warn.
+    if not future.cancelled():
+        future.exception()
+
+
+def _describe(error: BaseException) -> str:
+    original = getattr(error, "orig", None)
+    return f"{type(error).__name__}: {original if original is not None else error}"
