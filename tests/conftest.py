@@ -1,0 +1,76 @@
+"""Fixtures: a fresh migrated database per test, on every backend, and a client for the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from presence.http.app import create_app
+from presence.settings import Settings
+from tests.api import Api, make_settings
+from tests.databases import (
+    POSTGRES_URL_VARIABLE,
+    REQUIRE_POSTGRES_VARIABLE,
+    Databases,
+    PostgresDatabases,
+    SqliteDatabases,
+    postgres_required,
+    postgres_server_url,
+    postgres_unreachable_reason,
+)
+
+AiohttpClient = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+
+
+@pytest.fixture(scope="session")
+def sqlite_databases(tmp_path_factory: pytest.TempPathFactory) -> Databases:
+    databases = SqliteDatabases(Path(tmp_path_factory.mktemp("sqlite")))
+    asyncio.run(databases.prepare())
+    return databases
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[Databases]:
+    url = postgres_server_url()
+    reason = asyncio.run(postgres_unreachable_reason(url))
+    if reason is not None:
+        message = f"PostgreSQL at {url} is unreachable ({reason}); set {POSTGRES_URL_VARIABLE} to run these tests"
+        if postgres_required():
+            pytest.fail(f"{message}. {REQUIRE_POSTGRES_VARIABLE} is set, so this is a failure.")
+        pytest.skip(message)
+    databases = PostgresDatabases(url)
+    asyncio.run(databases.prepare())
+    yield databases
+    asyncio.run(databases.close())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def databases(request: pytest.FixtureRequest) -> Databases:
+    """The template databases of one backend; every test that uses it runs on both."""
+    return request.getfixturevalue(f"{request.param}_databases")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def database_url(databases: Databases) -> AsyncIterator[str]:
+    url = await databases.fresh()
+    yield url
+    await databases.drop(url)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def api(client: TestClient) -> Api:  # type: ignore[type-arg]
+    return Api(client)

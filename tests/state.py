@@ -1,0 +1,35 @@
+"""Everything the database holds, to assert that a request changed nothing (or what it changed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from presence.db.models import Base
+
+
+async def dump(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted, by table name."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            tables = {}
+            for table in Base.metadata.sorted_tables:
+                rows = (await connection.execute(select(table))).all()
+                tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
+            return tables
+    finally:
+        await engine.dispose()
+
+
+async def state_tables(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table but the inbox: the state the service derives."""
+    tables = await dump(database_url)
+    del tables["inbox_event"]
+    return tables
+
+
+async def inbox_count(database_url: str) -> int:
+    return len((await dump(database_url))["inbox_event"])
