@@ -20,6 +20,11 @@ depends_on: str | Sequence[str] | None = None
 _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _identifier(length: int) -> sa.types.TypeEngine[str]:
+    """Ids sort by code point on every backend: COLLATE "C" on PostgreSQL."""
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "inbox_event",
@@ -32,7 +37,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_inbox_event_received_at"), "inbox_event", ["received_at"])
     op.create_table(
         "user_presence",
-        sa.Column("uid", sa.String(length=255), nullable=False),
+        sa.Column("uid", _identifier(255), nullable=False),
         sa.Column("status", sa.String(length=255), nullable=False),
         sa.Column("status_updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("status_key", sa.LargeBinary(length=32), nullable=False),
@@ -42,8 +47,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "user_session",
-        sa.Column("uid", sa.String(length=255), nullable=False),
-        sa.Column("session_id", sa.String(length=255), nullable=False),
+        sa.Column("uid", _identifier(255), nullable=False),
+        sa.Column("session_id", _identifier(255), nullable=False),
         sa.Column("signal_key", sa.LargeBinary(length=32), nullable=False),
         sa.Column("live", sa.Boolean(create_constraint=True, name="live"), nullable=False),
         sa.Column("device_id", sa.String(length=255), nullable=True),
@@ -57,15 +62,15 @@ def upgrade() -> None:
         "message",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("claim", sa.LargeBinary(), nullable=False),
-        sa.Column("conversation_id", sa.String(length=512), nullable=False),
-        sa.Column("sender", sa.String(length=255), nullable=True),
+        sa.Column("conversation_id", _identifier(512), nullable=False),
+        sa.Column("sender", _identifier(255), nullable=True),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message")),
     )
     op.create_table(
         "receipt",
-        sa.Column("conversation_id", sa.String(length=512), nullable=False),
-        sa.Column("reader_uid", sa.String(length=255), nullable=False),
+        sa.Column("conversation_id", _identifier(512), nullable=False),
+        sa.Column("reader_uid", _identifier(255), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("message_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),

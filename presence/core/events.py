@@ -109,11 +109,7 @@ def parse_event(body: object) -> Event:
     """The event a decoded webhook body describes, or :class:`InvalidEvent`."""
     if not isinstance(body, Mapping):
         raise InvalidEvent("body", "expected a JSON object")
-    trigger = body.get("trigger")
-    if not isinstance(trigger, str) or not trigger:
-        raise InvalidEvent("trigger", "expected a non-empty string")
-    if len(trigger) > MAX_TRIGGER_LENGTH:
-        raise InvalidEvent("trigger", f"longer than {MAX_TRIGGER_LENGTH} characters")
+    trigger = _string(body, "trigger", "trigger", MAX_TRIGGER_LENGTH)
     if trigger not in KNOWN_TRIGGERS:
         return UnknownTrigger(trigger)
     data = _object(body, "data", "data")
@@ -124,6 +120,11 @@ def parse_event(body: object) -> Event:
     if trigger == IN_FLIGHT_TRIGGER:
         return MessageInFlight()
     return _receipt(data, "delivered" if trigger == DELIVERY_TRIGGER else "read")
+
+
+def is_storable_id(value: str, max_length: int = MAX_ID_LENGTH) -> bool:
+    """Whether intake could ever have stored ``value`` as an id (so a lookup can be skipped)."""
+    return 0 < len(value) <= max_length and "\x00" not in value
 
 
 def user_conversation_id(first_uid: str, second_uid: str) -> str:
@@ -243,12 +244,9 @@ def _optional_string(parent: Mapping[str, object], key: str, where: str) -> str 
 def _checked_string(value: object, where: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise InvalidEvent(where, "expected a string")
-    if not value:
-        raise InvalidEvent(where, "must not be empty")
-    if len(value) > max_length:
-        raise InvalidEvent(where, f"longer than {max_length} characters")
-    if "\x00" in value:
-        raise InvalidEvent(where, "must not contain NUL characters")
+    if not is_storable_id(value, max_length):
+        problem = "must not be empty" if not value else f"longer than {max_length} characters"
+        raise InvalidEvent(where, problem if "\x00" not in value else "must not contain NUL characters")
     return value
 
 

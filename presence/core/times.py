@@ -18,7 +18,7 @@ MILLISECONDS_ABOVE = 10**11
 MAX_MS = 253_402_300_799_999
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NUMERIC = re.compile(r"\d{1,20}(\.\d{1,9})?")
+_NUMERIC = re.compile(r"\d{1,20}(\.\d{1,9})?", re.ASCII)
 
 
 class InvalidInstant(ValueError):

@@ -53,6 +53,14 @@ class Instant(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def identifier(length: int) -> String:
+    """Text that sorts and compares by code point on every backend, as SQLite and Python do.
+
+    PostgreSQL would otherwise order by the server's locale (``Zoe`` after ``adam``).
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -77,7 +85,7 @@ class UserPresence(Base):
 
     __tablename__ = "user_presence"
 
-    uid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     status: Mapped[str] = mapped_column(String(255))
     status_updated_at: Mapped[datetime | None] = mapped_column(Instant())
     status_key: Mapped[bytes] = mapped_column(LargeBinary(32))
@@ -91,8 +99,8 @@ class UserSession(Base):
     __tablename__ = "user_session"
     __table_args__ = (Index("ix_user_session_uid_live", "uid", "live"),)
 
-    uid: Mapped[str] = mapped_column(String(255), primary_key=True)
-    session_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    session_id: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     signal_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     live: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="live"))
     device_id: Mapped[str | None] = mapped_column(String(255))
@@ -108,8 +116,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     claim: Mapped[bytes] = mapped_column(LargeBinary)
-    conversation_id: Mapped[str] = mapped_column(String(512))
-    sender: Mapped[str | None] = mapped_column(String(255))
+    conversation_id: Mapped[str] = mapped_column(identifier(512))
+    sender: Mapped[str | None] = mapped_column(identifier(255))
     sent_at: Mapped[datetime | None] = mapped_column(Instant())
 
 
@@ -122,8 +130,8 @@ class Receipt(Base):
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
     )
 
-    conversation_id: Mapped[str] = mapped_column(String(512), primary_key=True)
-    reader_uid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
+    reader_uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from presence.core.events import MAX_MESSAGE_ID
+from presence.core.events import MAX_MESSAGE_ID, is_storable_id
 from presence.db import reads
 from presence.http.auth import require_api_token
 from presence.http.errors import ApiError, json_response
@@ -15,8 +15,10 @@ from presence.http.views import presence_json, receipts_json
 async def get_presence(request: web.Request) -> web.Response:
     require_api_token(request, request.app[SETTINGS])
     uid = request.match_info["uid"]
-    async with request.app[ENGINE].connect() as connection:
-        presence = await reads.presence_of(connection, uid)
+    presence = None
+    if is_storable_id(uid):
+        async with request.app[ENGINE].connect() as connection:
+            presence = await reads.presence_of(connection, uid)
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
     return json_response(presence_json(presence))

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.events import Event
@@ -108,18 +108,20 @@ class Committer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         try:
             await self._commit([p.item for p in batch])
-        except (IntegrityError, DataError) as error:
+        except Exception as error:
+            if not _refused_data(error):
+                log.warning("commit of %d events failed: %s", len(batch), _describe(error))
+                _settle(batch, IntakeUnavailable("the database is unavailable"))
+                return
             if len(batch) == 1:
-                log.error("database refused an event: %s", error.orig, extra={"trigger": batch[0].item.inbox.trigger})
+                log.error(
+                    "database refused an event: %s", _describe(error), extra={"trigger": batch[0].item.inbox.trigger}
+                )
                 _settle(batch, IntakeRejected("the database refused this event"))
                 return
             # One event spoiled the batch: commit the others alone so only it fails.
             for pending in batch:
                 await self._commit_batch([pending])
-            return
-        except Exception as error:
-            log.warning("commit of %d events failed: %s", len(batch), _describe(error))
-            _settle(batch, IntakeUnavailable("the database is unavailable"))
             return
         if self._on_batch is not None:
             self._on_batch(len(batch))
@@ -148,6 +150,17 @@ def _consume_outcome(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _refused_data(error: Exception) -> bool:
+    """The database refused the data (SQLSTATE class 22 or 23), rather than being unreachable."""
+    if isinstance(error, IntegrityError | DataError):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or ""
+    return isinstance(state, str) and state[:2] in ("22", "23")
+
+
 def _describe(error: BaseException) -> str:
-    original = getattr(error, "orig", None)
+    original = error.orig if isinstance(error, DBAPIError) else None
     return f"{type(error).__name__}: {original if original is not None else error}"

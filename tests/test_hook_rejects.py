@@ -1,0 +1,406 @@
+"""Bad input is refused with the error shape and changes nothing (contract §2, §5).
+
+Every rejection is posted against a database that already holds state, and the
+whole database (inbox included) is compared before and after.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import re
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import ClientResponse
+
+from presence.db.models import InboxEvent
+from presence.http.app import create_app
+from presence.settings import Settings
+from tests import payloads, samples
+from tests.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api
+from tests.conftest import AiohttpClient
+from tests.state import dump
+
+CONNECTED_AT = 1_763_720_130_123
+CONNECTION = payloads.connection(
+    "u-1", "connected", CONNECTED_AT, payloads.device("s-1"), connections=[payloads.device("s-1")]
+)
+LEGACY_CONNECTION = {**CONNECTION, "trigger": "user_connection_status_change"}
+MESSAGE = payloads.message(57, "u-1_user_u-2", "u-2", receiver="u-1")
+DELIVERY = payloads.receipt("delivered", 57, reader="u-1", message_sender="u-2", at=1_763_720_131, receiver="u-2")
+READ = payloads.receipt("read", 57, reader="u-1", message_sender="u-2", at=1_763_720_132, receiver="u-2")
+GROUP_READ = payloads.receipt(
+    "read", 58, reader="u-1", message_sender="u-2", at=1_763_720_133, receiver="g-1", receiver_type="group"
+)
+BEFORE_MESSAGE = samples.BEFORE_MESSAGE
+
+#: Every well-formed body that the rejected ones below are spoiled copies of.
+BASES: dict[str, dict[str, Any]] = {
+    "connection": CONNECTION,
+    "legacy_connection": LEGACY_CONNECTION,
+    "message": MESSAGE,
+    "delivery": DELIVERY,
+    "read": READ,
+    "group_read": GROUP_READ,
+    "before_message": BEFORE_MESSAGE,
+}
+
+#: Where the trigger is in a row of ``dump(...)["inbox_event"]``.
+INBOX_TRIGGER = [column.name for column in InboxEvent.__table__.columns].index("trigger")
+SNAKE_CASE = re.compile(r"[a-z]+(_[a-z0-9]+)*")
+BASIC_CHALLENGE = 'Basic realm="presence"'
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def without(body: dict[str, Any], *path: str | int) -> dict[str, Any]:
+    """A copy of ``body`` with the value at ``path`` removed."""
+    spoiled = copy.deepcopy(body)
+    parent: Any = spoiled
+    for step in path[:-1]:
+        parent = parent[step]
+    del parent[path[-1]]
+    return spoiled
+
+
+def replaced(body: dict[str, Any], value: object, *path: str | int) -> dict[str, Any]:
+    """A copy of ``body`` with the value at ``path`` set to ``value``."""
+    spoiled = copy.deepcopy(body)
+    parent: Any = spoiled
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    return spoiled
+
+
+def _connection_cases(name: str, base: dict[str, Any]) -> list[Any]:
+    """Missing and mistyped required fields of one connection trigger."""
+    cases = [
+        (without(base, "data"), "data missing"),
+        (replaced(base, [], "data"), "data a list"),
+        (without(base, "data", "user"), "data.user missing"),
+        (without(base, "data", "user", "uid"), "data.user.uid missing"),
+        (replaced(base, 42, "data", "user", "uid"), "data.user.uid a number"),
+        (replaced(base, "", "data", "user", "uid"), "data.user.uid empty"),
+        (replaced(base, "u\x00-1", "data", "user", "uid"), "data.user.uid with NUL"),
+        (replaced(base, "u" * 256, "data", "user", "uid"), "data.user.uid too long"),
+        (without(base, "data", "user", "status"), "data.user.status missing"),
+        (replaced(base, "soon", "data", "user", "status_updated_at"), "data.user.status_updated_at soon"),
+        (without(base, "data", "event"), "data.event missing"),
+        (without(base, "data", "event", "type"), "data.event.type missing"),
+        (replaced(base, "paused", "data", "event", "type"), "data.event.type paused"),
+        (without(base, "data", "event", "at"), "data.event.at missing"),
+        (replaced(base, "soon", "data", "event", "at"), "data.event.at soon"),
+        (replaced(base, -1, "data", "event", "at"), "data.event.at negative"),
+        (replaced(base, "-1763720130123", "data", "event", "at"), "data.event.at negative string"),
+        (replaced(base, True, "data", "event", "at"), "data.event.at boolean"),
+        (replaced(base, 1e300, "data", "event", "at"), "data.event.at beyond year 9999"),
+        (replaced(base, [CONNECTED_AT], "data", "event", "at"), "data.event.at a list"),
+        (without(base, "data", "event", "event_for"), "data.event.event_for missing"),
+        (without(base, "data", "event", "event_for", "session_id"), "data.event.event_for.session_id missing"),
+        (replaced(base, {"s-1": {}}, "data", "connections"), "data.connections an object"),
+        (replaced(base, "s-1", "data", "connections"), "data.connections a string"),
+        (without(base, "data", "connections", 0, "session_id"), "data.connections[0].session_id missing"),
+        (replaced(base, "s-1", "data", "connections", 0), "data.connections[0] a string"),
+        (replaced(base, "soon", "data", "connections", 0, "connected_at"), "data.connections[0].connected_at soon"),
+    ]
+    return [pytest.param(body, "invalid_event", id=f"{name}: {label}") for body, label in cases]
+
+
+def _message_cases() -> list[Any]:
+    cases = [
+        (without(MESSAGE, "data"), "data missing"),
+        (without(MESSAGE, "data", "id"), "data.id missing"),
+        (replaced(MESSAGE, "abc", "data", "id"), "data.id abc"),
+        (replaced(MESSAGE, 1.5, "data", "id"), "data.id 1.5"),
+        (replaced(MESSAGE, "1.5", "data", "id"), "data.id '1.5'"),
+        (replaced(MESSAGE, True, "data", "id"), "data.id boolean"),
+        (replaced(MESSAGE, "-57", "data", "id"), "data.id negative"),
+        (replaced(MESSAGE, str(2**63), "data", "id"), "data.id beyond 64 bits"),
+        (without(MESSAGE, "data", "conversationId"), "data.conversationId missing"),
+        (replaced(MESSAGE, 5, "data", "conversationId"), "data.conversationId a number"),
+        (replaced(MESSAGE, 5, "data", "sender"), "data.sender a number"),
+        (replaced(MESSAGE, "u\x00-2", "data", "sender"), "data.sender with NUL"),
+        (replaced(MESSAGE, "soon", "data", "sentAt"), "data.sentAt soon"),
+    ]
+    return [pytest.param(body, "invalid_event", id=f"after_message: {label}") for body, label in cases]
+
+
+def _receipt_cases(name: str, base: dict[str, Any], time_field: str) -> list[Any]:
+    cases = [
+        (without(base, "data"), "data missing"),
+        (without(base, "data", "messageId"), "data.messageId missing"),
+        (replaced(base, "abc", "data", "messageId"), "data.messageId abc"),
+        (replaced(base, 1.5, "data", "messageId"), "data.messageId 1.5"),
+        (without(base, "data", "receiptSender"), "data.receiptSender missing"),
+        (replaced(base, "u\x00-1", "data", "receiptSender"), "data.receiptSender with NUL"),
+        (without(base, "data", "receiverType"), "data.receiverType missing"),
+        (replaced(base, "channel", "data", "receiverType"), "data.receiverType channel"),
+        (without(base, "data", "messageSender"), "user receipt without messageSender"),
+        (without(replaced(base, "group", "data", "receiverType"), "data", "receiptReceiver"), "group without guid"),
+        (without(base, "data", time_field), f"data.{time_field} missing"),
+        (replaced(base, "soon", "data", time_field), f"data.{time_field} soon"),
+        (replaced(base, -1_763_720_131, "data", time_field), f"data.{time_field} negative"),
+        (replaced(base, False, "data", time_field), f"data.{time_field} boolean"),
+        (replaced(base, None, "data", time_field), f"data.{time_field} null"),
+    ]
+    return [pytest.param(body, "invalid_event", id=f"{name}: {label}") for body, label in cases]
+
+
+MALFORMED_BODIES = [
+    pytest.param(b"not json", "invalid_json", id="not JSON"),
+    pytest.param(b"", "invalid_json", id="empty body"),
+    pytest.param(b'{"trigger": "after_message",}', "invalid_json", id="trailing comma"),
+    pytest.param(b'{"trigger": NaN}', "invalid_json", id="NaN"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "invalid_json", id="array nested 100000 deep"),
+    pytest.param(b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "invalid_json", id="object nested 100000 deep"),
+    pytest.param(b'{"trigger": "x", "a":' * 1_000 + b"1" + b"}" * 1_000, "invalid_body", id="object nested 1000 deep"),
+    pytest.param(b'{"trigger": "after_message", "data": "\xff\xfe"}', "invalid_json", id="invalid UTF-8"),
+    pytest.param(b"\xef\xbb\xbf\xff", "invalid_json", id="BOM then invalid UTF-8"),
+    pytest.param(b'[{"trigger": "after_message"}]', "invalid_body", id="a JSON array"),
+    pytest.param(b"[]", "invalid_body", id="an empty JSON array"),
+    pytest.param(b'"after_message"', "invalid_body", id="a JSON string"),
+    pytest.param(b"57", "invalid_body", id="a JSON number"),
+    pytest.param(b"null", "invalid_body", id="JSON null"),
+    pytest.param(b"true", "invalid_body", id="JSON true"),
+    pytest.param(orjson.dumps({"data": MESSAGE["data"]}), "invalid_event", id="trigger missing"),
+    pytest.param(orjson.dumps({**MESSAGE, "trigger": 5}), "invalid_event", id="trigger a number"),
+    pytest.param(orjson.dumps({**MESSAGE, "trigger": None}), "invalid_event", id="trigger null"),
+    pytest.param(orjson.dumps({**MESSAGE, "trigger": ["after_message"]}), "invalid_event", id="trigger a list"),
+    pytest.param(orjson.dumps({**MESSAGE, "trigger": ""}), "invalid_event", id="trigger empty"),
+    pytest.param(orjson.dumps({**MESSAGE, "trigger": "t" * 101}), "invalid_event", id="trigger too long"),
+]
+
+INVALID_EVENTS = [
+    *_connection_cases("after_connection_status_changed", CONNECTION),
+    *_connection_cases("user_connection_status_change", LEGACY_CONNECTION),
+    *_message_cases(),
+    *_receipt_cases("message_delivery_receipt", DELIVERY, "deliveredAt"),
+    *_receipt_cases("message_read_receipt", READ, "readAt"),
+    pytest.param(without(GROUP_READ, "data", "receiptReceiver"), "invalid_event", id="group read without guid"),
+    pytest.param(without(BEFORE_MESSAGE, "data"), "invalid_event", id="before_message: data missing"),
+    pytest.param(replaced(BEFORE_MESSAGE, "hi", "data"), "invalid_event", id="before_message: data a string"),
+    pytest.param(replaced(BEFORE_MESSAGE, None, "data"), "invalid_event", id="before_message: data null"),
+]
+
+
+async def assert_error(response: ClientResponse, status: int, code: str) -> dict[str, Any]:
+    """``response`` has ``status`` and the error shape of §5 with ``code``."""
+    assert response.content_type == "application/json"
+    payload = await response.json()
+    assert response.status == status, payload
+    assert set(payload) == {"error"}, payload
+    assert set(payload["error"]) == {"code", "message"}, payload
+    assert SNAKE_CASE.fullmatch(payload["error"]["code"]), payload
+    assert payload["error"]["code"] == code, payload
+    assert isinstance(payload["error"]["message"], str), payload
+    assert payload["error"]["message"], payload
+    return payload  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def seeded(api: Api) -> Api:
+    """The API over a database that already holds a user, a message and receipts."""
+    for body in (CONNECTION, MESSAGE, DELIVERY, READ, GROUP_READ):
+        await api.hook(body)
+    return api
+
+
+@pytest.mark.parametrize("name", list(BASES))
+async def test_the_unspoiled_bodies_are_accepted(api: Api, name: str) -> None:
+    """The bodies the rejected cases are spoiled from are themselves accepted (so the spoiling is what fails)."""
+    assert await api.hook(BASES[name]) == {"status": "accepted"}
+
+
+@pytest.mark.parametrize(("body", "code"), MALFORMED_BODIES)
+async def test_a_body_that_is_not_one_json_object_with_a_trigger_is_400(
+    seeded: Api, database_url: str, body: bytes, code: str
+) -> None:
+    """§2: not JSON, not an object, no usable trigger: 400 with the error shape, nothing changed."""
+    before = await dump(database_url)
+
+    await assert_error(await seeded.post_hook(body), 400, code)
+
+    assert await dump(database_url) == before
+
+
+@pytest.mark.parametrize(("body", "code"), INVALID_EVENTS)
+async def test_a_known_trigger_with_a_missing_or_mistyped_field_is_400(
+    seeded: Api, database_url: str, body: dict[str, Any], code: str
+) -> None:
+    """§2: a known trigger with a missing or mistyped required field: 400 with the error shape, nothing changed."""
+    before = await dump(database_url)
+
+    await assert_error(await seeded.post_hook(body), 400, code)
+
+    assert await dump(database_url) == before
+
+
+@pytest.mark.parametrize("trigger", ["after_message\x00", "unknown\x00trigger"])
+async def test_a_trigger_with_nul_is_ignored_or_refused_never_5xx(seeded: Api, database_url: str, trigger: str) -> None:
+    """§2: a trigger naming nothing known, with a NUL in it: 200 ignored and kept, or 400 and nothing changed.
+
+    Either answer keeps the contract; a 503 would have CometChat retry forever an event no retry can store.
+    """
+    before = await dump(database_url)
+
+    response = await seeded.post_hook({"trigger": trigger, "data": {}})
+
+    if response.status == 200:
+        assert await response.json() == {"status": "ignored"}
+        after = await dump(database_url)
+        assert len(after["inbox_event"]) == len(before["inbox_event"]) + 1
+        assert trigger in [row[INBOX_TRIGGER] for row in after["inbox_event"]]
+        assert {k: v for k, v in after.items() if k != "inbox_event"} == {
+            k: v for k, v in before.items() if k != "inbox_event"
+        }
+    else:
+        await assert_error(response, 400, "invalid_event")
+        assert await dump(database_url) == before
+
+
+def padded(size: int) -> bytes:
+    """A JSON object of an unknown trigger, exactly ``size`` bytes long."""
+    empty = orjson.dumps({"trigger": "padding_test", "pad": ""})
+    body = orjson.dumps({"trigger": "padding_test", "pad": "x" * (size - len(empty))})
+    assert len(body) == size
+    return body
+
+
+async def post_large(api: Api, body: bytes) -> ClientResponse:
+    """Post ``body`` as a stream: aiohttp's client warns about raw bytes over 1 MiB."""
+    headers = {"Authorization": HOOK_AUTH, "Content-Type": "Application/json"}
+    return await api.client.post("/hook", data=io.BytesIO(body), headers=headers)
+
+
+async def test_a_body_over_the_default_limit_is_413(seeded: Api, database_url: str) -> None:
+    """§2: a body of 1 MiB + 1 bytes is refused with 413 payload_too_large; nothing changed."""
+    before = await dump(database_url)
+
+    await assert_error(await post_large(seeded, padded(1024 * 1024 + 1)), 413, "payload_too_large")
+
+    assert await dump(database_url) == before
+
+
+async def test_a_configured_body_limit_is_honoured(
+    aiohttp_client: AiohttpClient, settings: Settings, database_url: str
+) -> None:
+    """§2: PRESENCE_MAX_BODY_BYTES sets the limit: one byte over it is 413, the limit itself is accepted."""
+    api = Api(await aiohttp_client(create_app(settings.replace(max_body_bytes=4096))))
+    before = await dump(database_url)
+
+    await assert_error(await api.post_hook(padded(4097)), 413, "payload_too_large")
+    assert await dump(database_url) == before
+
+    assert await api.hook(padded(4096)) == {"status": "ignored"}
+
+
+WRONG_CREDENTIALS = [
+    pytest.param(basic(HOOK_USERNAME, "wrong-secret"), id="wrong password"),
+    pytest.param(basic("someone-else", HOOK_PASSWORD), id="wrong username"),
+    pytest.param(basic(HOOK_USERNAME, HOOK_PASSWORD + "x"), id="password with a suffix"),
+    pytest.param(basic(HOOK_USERNAME, ""), id="empty password"),
+    pytest.param(None, id="missing Authorization"),
+    pytest.param("", id="empty Authorization"),
+    pytest.param(API_AUTH, id="the API's Bearer token"),
+    pytest.param("Bearer " + HOOK_AUTH.removeprefix("Basic "), id="Bearer with the Basic credentials"),
+    pytest.param("Basic !!!not-base64!!!", id="malformed base64"),
+    pytest.param("Basic " + base64.b64encode(HOOK_USERNAME.encode()).decode(), id="no colon"),
+    pytest.param("Basic " + base64.b64encode(b"\xff\xfe:\xff").decode(), id="credentials not UTF-8"),
+    pytest.param("Basic", id="Basic without credentials"),
+    pytest.param(HOOK_AUTH.removeprefix("Basic "), id="credentials without a scheme"),
+]
+
+
+@pytest.mark.parametrize("authorization", WRONG_CREDENTIALS)
+async def test_hook_without_the_right_basic_credentials_is_401(
+    seeded: Api, database_url: str, authorization: str | None
+) -> None:
+    """§2: a missing or wrong Authorization is 401 with the Basic challenge; a valid body is not stored."""
+    before = await dump(database_url)
+    body = payloads.connection("u-9", "connected", CONNECTED_AT, payloads.device("s-9"))
+
+    response = await seeded.post_hook(body, authorization=authorization)
+
+    await assert_error(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    assert await dump(database_url) == before
+    assert await seeded.presence("u-9") is None
+
+
+async def test_hook_checks_credentials_before_the_body(seeded: Api, database_url: str) -> None:
+    """§2: a bad body with wrong credentials is 401, not 400: nothing about the body is revealed."""
+    before = await dump(database_url)
+
+    response = await seeded.post_hook(b"not json", authorization=basic(HOOK_USERNAME, "wrong"))
+
+    await assert_error(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
+    assert await dump(database_url) == before
+
+
+QUERY_PATHS = ["/users/u-1/presence", "/messages/57/receipts"]
+WRONG_TOKENS = [
+    pytest.param(None, id="missing token"),
+    pytest.param("Bearer wrong-token", id="wrong token"),
+    pytest.param("Bearer api-token-and-more", id="token with a suffix"),
+    pytest.param("Bearer ", id="empty token"),
+    pytest.param(HOOK_AUTH, id="the hook's Basic credentials"),
+    pytest.param("Basic " + base64.b64encode(b"api-token:").decode(), id="the token as Basic"),
+    pytest.param("api-token", id="token without a scheme"),
+]
+
+
+@pytest.mark.parametrize("path", QUERY_PATHS)
+@pytest.mark.parametrize("authorization", WRONG_TOKENS)
+async def test_query_api_without_a_valid_bearer_token_is_401(seeded: Api, path: str, authorization: str | None) -> None:
+    """§5: the query API needs one of the configured bearer tokens; otherwise 401 with the error shape."""
+    assert (await seeded.get(path)).status == 200  # the resource exists: the 401 is about the token
+
+    await assert_error(await seeded.get(path, authorization=authorization), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("path", QUERY_PATHS)
+async def test_every_configured_token_is_accepted(seeded: Api, path: str) -> None:
+    """§5: the second of PRESENCE_API_TOKENS works as well as the first, with the same answer."""
+    first = await seeded.get(path)
+    second = await seeded.get(path, authorization="Bearer second-token")
+
+    assert second.status == 200
+    assert first.status == 200
+    assert await second.json() == await first.json()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/users/u%001/presence", id="uid with NUL"),
+        pytest.param("/users/" + "u" * 300 + "/presence", id="uid longer than any stored"),
+        pytest.param("/users/%FF/presence", id="uid not UTF-8"),
+        pytest.param("/messages/5%007/receipts", id="message id with NUL"),
+        pytest.param("/messages/abc/receipts", id="message id not a number"),
+        pytest.param("/messages/-57/receipts", id="negative message id"),
+        pytest.param("/messages/99999999999999999999/receipts", id="message id beyond 64 bits"),
+    ],
+)
+async def test_a_path_no_event_could_have_named_is_404_never_500(seeded: Api, path: str) -> None:
+    """§3, §4, §5: a uid or message id that can never have been stored is 404 with the error shape, not a 500."""
+    await assert_error(await seeded.get(path), 404, "not_found")
+
+
+async def test_an_unknown_route_is_404_with_the_error_shape(seeded: Api) -> None:
+    """§5: every error is JSON, a route that does not exist too."""
+    await assert_error(await seeded.get("/no/such/route"), 404, "not_found")
+
+
+async def test_get_on_the_hook_is_405_with_the_error_shape(seeded: Api) -> None:
+    """§5: every error is JSON, a method the route does not take too; Allow names POST."""
+    response = await seeded.client.get("/hook", headers={"Authorization": HOOK_AUTH})
+
+    await assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
