@@ -1,0 +1,177 @@
+"""The heart of the service: delivery order and repetition do not change the answer.
+
+For generated histories, every shuffled and repeated delivery must give what
+the contract's literal reading gives (``tests.oracle``: each event once, in time
+order). First on the pure core alone, over many histories; then through HTTP
+and SQL on each backend, with the deliveries posted concurrently so that group
+commit mixes them into shared transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptMarked, parse_event
+from presence.core.facts import (
+    Changes,
+    changes_of,
+    is_live,
+    join_message,
+    join_receipt,
+    join_session,
+    join_user,
+    order_key,
+)
+from presence.core.times import format_instant, ms_to_datetime
+from presence.http.app import create_app
+from tests.api import Api, make_settings
+from tests.databases import Databases
+from tests.histories import History, deliveries, histories
+from tests.oracle import expected_presence, expected_receipts
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else format_instant(ms_to_datetime(ms))
+
+
+def _merge(into: Changes, batch: Changes) -> None:
+    """Join one batch's facts into the state, as the database's upserts do."""
+    for uid, user in batch.users.items():
+        into.users[uid] = join_user(into.users[uid], user) if uid in into.users else user
+    for session_key, session in batch.sessions.items():
+        current_session = into.sessions.get(session_key)
+        into.sessions[session_key] = session if current_session is None else join_session(current_session, session)
+    for message_id, message in batch.messages.items():
+        current = into.messages.get(message_id)
+        into.messages[message_id] = message if current is None else join_message(current, message)
+    for receipt_key, receipt in batch.receipts.items():
+        current_receipt = into.receipts.get(receipt_key)
+        into.receipts[receipt_key] = receipt if current_receipt is None else join_receipt(current_receipt, receipt)
+
+
+def _presence_answers(state: Changes) -> dict[str, dict[str, Any]]:
+    answers = {}
+    for uid, user in state.users.items():
+        live = [s for s in state.sessions.values() if s.uid == uid and is_live(s.live, s.signal_key, user.snapshot_key)]
+        live.sort(key=lambda s: (s.connected_at_ms is None, s.connected_at_ms or 0, s.session_id))
+        answers[uid] = {
+            "uid": uid,
+            "status": user.status,
+            "status_updated_at": _iso(user.status_updated_at_ms),
+            "last_seen_at": _iso(user.last_seen_at_ms),
+            "connections": [
+                {
+                    "session_id": s.session_id,
+                    "device_id": s.device_id,
+                    "platform": s.platform,
+                    "connected_at": _iso(s.connected_at_ms),
+                }
+                for s in live
+            ],
+        }
+    return answers
+
+
+def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
+    answers = {}
+    for message_id, message in state.messages.items():
+        by_reader: dict[str, dict[str, int | None]] = {}
+        for r in state.receipts.values():
+            if r.conversation_id != message.conversation_id or r.message_id < message_id or r.reader == message.sender:
+                continue
+            times = by_reader.setdefault(r.reader, {"delivered": None, "read": None})
+            for kind in ("delivered", "read") if r.kind == "read" else ("delivered",):
+                current = times[kind]
+                times[kind] = r.at_ms if current is None else min(current, r.at_ms)
+        rows = [
+            {"uid": uid, "delivered_at": _iso(t["delivered"]), "read_at": _iso(t["read"])}
+            for uid, t in sorted(by_reader.items())
+        ]
+        answers[str(message_id)] = {
+            "message_id": str(message_id),
+            "conversation_id": message.conversation_id,
+            "sender": message.sender,
+            "receipts": rows,
+            "delivered_count": len(rows),
+            "read_count": sum(1 for row in rows if row["read_at"] is not None),
+        }
+    return answers
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), history=histories(max_connection_events=24))
+def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
+    data: st.DataObject, history: History
+) -> None:
+    """The pure joins, over shuffled, repeated deliveries cut into arbitrary batches, equal the oracle."""
+    delivered: list[Event] = [parse_event(b) for b in data.draw(deliveries(history.bodies))]
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(delivered)), max_size=4)))
+    state = Changes()
+    for start, end in zip([0, *cuts], [*cuts, len(delivered)], strict=True):
+        _merge(state, changes_of(delivered[start:end]))
+
+    assert _presence_answers(state) == expected_presence(history.bodies)
+    assert _receipt_answers(state) == expected_receipts(history.bodies)
+
+
+async def _answers(databases: Databases, waves: list[list[dict[str, Any]]], history: History) -> Any:
+    """Post each wave's bodies concurrently, one wave after another; then ask every question."""
+    url = await databases.fresh()
+    try:
+        async with TestClient(TestServer(create_app(make_settings(url)))) as client:
+            api = Api(client)
+            for wave in waves:
+                await asyncio.gather(*(api.hook(body) for body in wave))
+            presence = {uid: await api.presence(uid) for uid in history.uids}
+            receipts = {message_id: await api.receipts(message_id) for message_id in history.message_ids}
+            return presence, receipts
+    finally:
+        await databases.drop(url)
+
+
+def _in_time_order(bodies: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    def when(body: dict[str, Any]) -> tuple[int, bytes]:
+        event = parse_event(body)
+        if isinstance(event, ConnectionChanged):
+            return event.at_ms, order_key(event)
+        if isinstance(event, ReceiptMarked):
+            return event.at_ms, b""
+        if isinstance(event, MessageSent):
+            return event.sent_at_ms or 0, b""
+        return 0, b""
+
+    return sorted(bodies, key=when)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), history=histories())
+async def test_http_any_order_any_repetition_gives_the_in_order_answer(
+    databases: Databases, data: st.DataObject, history: History
+) -> None:
+    """Through HTTP and SQL: shuffled, repeated, partly concurrent delivery answers as in order, and as the oracle."""
+    shuffled = data.draw(deliveries(history.bodies))
+    # Waves of 1 to 8 concurrent requests: group commit shares transactions within
+    # a wave, and successive waves meet the stored rows through the SQL upserts.
+    waves: list[list[dict[str, Any]]] = []
+    start = 0
+    while start < len(shuffled):
+        size = data.draw(st.integers(1, 8), label="wave size")
+        waves.append(shuffled[start : start + size])
+        start += size
+
+    in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)
+    disordered = await _answers(databases, waves, history)
+
+    presence = expected_presence(history.bodies)
+    receipts = expected_receipts(history.bodies)
+    expected = (
+        {uid: presence.get(uid) for uid in history.uids},
+        {message_id: receipts.get(message_id) for message_id in history.message_ids},
+    )
+    assert in_order == expected
+    assert disordered == expected
