@@ -1,0 +1,140 @@
+"""Contract §1: the schema is only ever made by Alembic migrations, and they agree with the models."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Column, Connection, Integer, MetaData, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from presence.db.models import Base
+from presence.db.schema import alembic_config, current_revision, downgrade, head_revision, upgrade
+from tests.databases import Databases
+from tests.server import empty_database
+
+Schema = dict[str, dict[str, Any]]
+
+
+def revisions_in_order() -> list[Script]:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return list(reversed(list(scripts.walk_revisions("base", "heads"))))
+
+
+def schema_of(connection: Connection) -> Schema:
+    """What the migrations made, as reflection sees it: tables, columns, keys, indexes, constraints.
+
+    Alembic's own ``alembic_version`` is left out: it stays, empty, after a downgrade to base.
+    """
+    inspector = inspect(connection)
+    schema: Schema = {}
+    for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
+        schema[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("autoincrement")) for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table),
+            "indexes": sorted(
+                (i["name"] or "", tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"] or "", tuple(u["column_names"])) for u in inspector.get_unique_constraints(table)
+            ),
+            "checks": sorted((c["name"] or "", c["sqltext"]) for c in inspector.get_check_constraints(table)),
+        }
+    return schema
+
+
+async def snapshot(engine: AsyncEngine) -> Schema:
+    async with engine.connect() as connection:
+        return await connection.run_sync(schema_of)
+
+
+def differences(connection: Connection, metadata: MetaData) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def differences_from(database_url: str, metadata: MetaData) -> list[Any]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(lambda sync: differences(sync, metadata))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def empty_engine(databases: Databases, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with empty_database(databases.backend, tmp_path) as url:
+        engine = create_async_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+def test_the_revisions_form_one_line() -> None:
+    """§1: one head, every revision reachable from base; the stairway below walks all of them."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    revisions = revisions_in_order()
+    assert len(scripts.get_heads()) == 1
+    assert revisions, "no migrations were found"
+    assert revisions[0].down_revision is None
+    assert revisions[-1].revision == head_revision()
+    for earlier, later in itertools.pairwise(revisions):
+        assert later.down_revision == earlier.revision
+
+
+async def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(empty_engine: AsyncEngine) -> None:
+    """§1: each migration, from an empty database, applies, reverts exactly, and applies again."""
+    assert await snapshot(empty_engine) == {}
+    assert await current_revision(empty_engine) is None
+
+    for script in revisions_in_order():
+        previous = script.down_revision
+        assert previous is None or isinstance(previous, str), "merge revisions need their own stairway"
+        before = await snapshot(empty_engine)
+
+        await upgrade(empty_engine, script.revision)
+        assert await current_revision(empty_engine) == script.revision
+        after = await snapshot(empty_engine)
+        assert after != before, f"revision {script.revision} changed nothing"
+
+        await downgrade(empty_engine, previous or "base")
+        assert await current_revision(empty_engine) == previous
+        assert await snapshot(empty_engine) == before, f"downgrade of {script.revision} did not undo it"
+
+        await upgrade(empty_engine, script.revision)
+        assert await current_revision(empty_engine) == script.revision
+        assert await snapshot(empty_engine) == after, f"{script.revision} applied twice differs"
+
+    assert await current_revision(empty_engine) == head_revision()
+    await downgrade(empty_engine, "base")
+    assert await snapshot(empty_engine) == {}
+    assert await current_revision(empty_engine) is None
+
+
+async def test_the_models_match_the_migrations(database_url: str) -> None:
+    """§1: the SQL model and the migrated schema agree: autogenerate finds nothing to do."""
+    assert await differences_from(database_url, Base.metadata) == []
+
+
+async def test_a_model_change_without_a_migration_is_noticed(database_url: str) -> None:
+    """§1: the comparison above is not blind: a column the migrations lack is reported."""
+    drifted = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    drifted.tables["user_presence"].append_column(Column("mood", Integer, nullable=True))
+
+    found = await differences_from(database_url, drifted)
+
+    assert [(d[0], d[2], d[3].name) for d in found if isinstance(d, tuple)] == [
+        ("add_column", "user_presence", "mood")
+    ], found
