@@ -1,0 +1,90 @@
+"""The README stays true: its commands are the ones CI runs, its examples answer as shown."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from presence.http.app import create_app
+from presence.settings import Secret, Settings
+from tests.conftest import AiohttpClient
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """The second quick-start command is the one .ci/run runs, to the letter."""
+    commands = _code_blocks(_section("Quick start"), "sh")
+    assert len(commands) == 2, "the quick start gives exactly two commands"
+    test_command = commands[1].strip()
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def _examples() -> list[tuple[str, str]]:
+    """(shell block, the JSON answer shown after it) pairs of the API section."""
+    api = _section("API")
+    return re.findall(r"```sh\n(.*?)```\n```json\n(.*?)```", api, re.S)
+
+
+async def _run_curl(client: TestClient, command: str) -> bytes:  # type: ignore[type-arg]
+    words = shlex.split(command)
+    assert words[0] == "curl", command
+    headers: dict[str, str] = {}
+    data: str | None = None
+    url = ""
+    arguments = iter(words[1:])
+    for word in arguments:
+        if word == "-s":
+            continue
+        if word == "-u":
+            headers["Authorization"] = "Basic " + base64.b64encode(next(arguments).encode()).decode()
+        elif word == "-H":
+            name, _, value = next(arguments).partition(": ")
+            headers[name] = value
+        elif word == "-d":
+            data = next(arguments)
+        else:
+            url = word
+    path = url.removeprefix("http://127.0.0.1:8080")
+    if data is None:
+        response = await client.get(path, headers=headers)
+    else:
+        response = await client.post(path, data=data, headers=headers)
+    return await response.read()
+
+
+@pytest.mark.parametrize("index", range(len(_examples())))
+async def test_readme_examples_answer_as_shown(aiohttp_client: AiohttpClient, database_url: str, index: int) -> None:
+    """Each curl example of the README, run in order on the README's settings, answers what the README shows."""
+    settings = Settings(
+        database_url=database_url,
+        hook_username="cometchat",
+        hook_password=Secret("change-me"),
+        api_tokens=(Secret("change-me-too"),),
+    )
+    client = await aiohttp_client(create_app(settings))
+    examples = _examples()
+    answer: Any = None
+    for shell, _shown in examples[: index + 1]:  # the examples build on each other
+        for piece in shell.strip().split("\ncurl "):
+            command = piece if piece.startswith("curl ") else "curl " + piece
+            answer = orjson.loads(await _run_curl(client, command))
+    assert answer == orjson.loads(examples[index][1])
