@@ -25,6 +25,11 @@ from presence.db.writes import InboxRow, Writer
 log = logging.getLogger(__name__)
 
 
+#: serialization_failure and deadlock_detected: a peer won a race; retrying is safe.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+TRANSIENT_ATTEMPTS = 3
+
+
 class IntakeUnavailable(Exception):
     """The event was not committed; the caller should retry (``503``)."""
 
@@ -129,9 +134,19 @@ class Committer:
 
     async def _commit(self, items: Sequence[Accepted]) -> None:
         changes = changes_of(item.event for item in items)
-        async with self._engine.begin() as connection:
-            await self._writer.append_inbox(connection, [item.inbox for item in items])
-            await self._writer.apply(connection, changes)
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as connection:
+                    await self._writer.append_inbox(connection, [item.inbox for item in items])
+                    await self._writer.apply(connection, changes)
+            except DBAPIError as error:
+                # A deadlock or serialization failure with a peer: the same transaction, again.
+                if _sqlstate(error) not in TRANSIENT_SQLSTATES or attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                log.info("commit conflicted with a peer (%s); retrying", _sqlstate(error))
+                await asyncio.sleep(0.005 * attempt)
+            else:
+                return
 
 
 def _settle(batch: list[_Pending], error: Exception | None) -> None:
@@ -154,11 +169,12 @@ def _refused_data(error: Exception) -> bool:
     """The database refused the data (SQLSTATE class 22 or 23), rather than being unreachable."""
     if isinstance(error, IntegrityError | DataError):
         return True
-    if not isinstance(error, DBAPIError):
-        return False
-    original = error.orig
-    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or ""
-    return isinstance(state, str) and state[:2] in ("22", "23")
+    return isinstance(error, DBAPIError) and _sqlstate(error)[:2] in ("22", "23")
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if isinstance(state, str) else ""
 
 
 def _describe(error: BaseException) -> str:
