@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.events import InvalidEvent, parse_event
 from presence.core.facts import Changes
-from presence.db.models import InboxEvent, Message, Receipt, UserPresence, UserSession
+from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession
 from presence.db.writes import Writer
 
-STATE_TABLES = (Receipt, Message, UserSession, UserPresence)
+STATE_TABLES = (ReceiptWatermark, Receipt, Message, UserSession, UserPresence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ class History:
     bodies: tuple[Body, ...]
     uids: tuple[str, ...]
     message_ids: tuple[str, ...]
+    conversation_ids: tuple[str, ...]
 
 
 def _render_ms(draw: st.DrawFn, ms: int) -> int | str:
@@ -146,7 +147,13 @@ def histories(draw: st.DrawFn, *, max_connection_events: int = 16) -> History:
     connections = draw(st.lists(connection_events(), max_size=max_connection_events))
     messages = draw(message_histories())
     queried_ids = tuple(str(i) for i in (7, *MESSAGE_IDS))  # 7 is never named: 404
-    return History(bodies=tuple(connections + messages), uids=(*UIDS, "nobody"), message_ids=queried_ids)
+    conversations = (*(c.id for c in _CONVERSATIONS), "u1_user_u3")  # the last is never named: 404
+    return History(
+        bodies=tuple(connections + messages),
+        uids=(*UIDS, "nobody"),
+        message_ids=queried_ids,
+        conversation_ids=conversations,
+    )
 
 
 @st.composite

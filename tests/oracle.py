@@ -99,3 +99,26 @@ def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
             "read_count": sum(1 for row in rows if row["read_at"] is not None),
         }
     return answers
+
+
+def expected_watermarks(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    """Contract §6: per conversation, each reader's highest delivered and read id, and that receipt's time."""
+    events = [parse_event(b) for b in bodies]
+    receipts = [e for e in events if isinstance(e, ReceiptMarked)]
+    conversations = {e.conversation_id for e in events if isinstance(e, MessageSent) and e.tracked}
+    conversations |= {r.conversation_id for r in receipts}
+    answers = {}
+    for conversation in conversations:
+        mine = [r for r in receipts if r.conversation_id == conversation]
+        readers = []
+        for reader in sorted({r.reader for r in mine}):
+            delivered = [r for r in mine if r.reader == reader]  # reading implies delivery
+            read = [r for r in delivered if r.kind == "read"]
+            row: dict[str, Any] = {"uid": reader}
+            for name, marks in (("delivered", delivered), ("read", read)):
+                top = max((r.message_id for r in marks), default=None)
+                row[f"{name}_up_to"] = None if top is None else str(top)
+                row[f"{name}_at"] = _iso(min((r.at_ms for r in marks if r.message_id == top), default=None))
+            readers.append(row)
+        answers[conversation] = {"conversation_id": conversation, "readers": readers}
+    return answers

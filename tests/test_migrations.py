@@ -16,8 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.db.models import Base
 from presence.db.schema import alembic_config, current_revision, downgrade, head_revision, upgrade
+from tests import payloads
+from tests.api import Api
 from tests.databases import Databases
 from tests.server import empty_database
+from tests.state import dump
 
 Schema = dict[str, dict[str, Any]]
 
@@ -138,3 +141,35 @@ async def test_a_model_change_without_a_migration_is_noticed(database_url: str) 
     assert [(d[0], d[2], d[3].name) for d in found if isinstance(d, tuple)] == [
         ("add_column", "user_presence", "mood")
     ], found
+
+
+async def test_revision_0002_backfills_what_intake_would_have_written(api: Api, database_url: str) -> None:
+    """0002's data migration: watermarks and message retention times, derived from 0001's rows, equal intake's."""
+    group = "group_team"
+    await api.hook(payloads.message(9, group, "zoe", receiver_type="group", receiver="team", sent_at=1_795_256_100))
+    for kind, message_id, reader, at in [
+        ("delivered", 10, "amy", 1_795_256_120),
+        ("read", 9, "amy", 1_795_256_110),
+        ("read", 10, "amy", 1_795_256_130),
+        ("read", 10, "bea", 1_795_256_125),
+        ("delivered", 10, "bea", 1_795_256_126),
+        ("delivered", 99, "bea", 1_795_256_140),
+    ]:
+        await api.hook(
+            payloads.receipt(
+                kind, message_id, reader=reader, message_sender="zoe", at=at, receiver="team", receiver_type="group"
+            )
+        )
+    written_by_intake = await dump(database_url)
+    assert written_by_intake["receipt_watermark"], "the history must leave watermarks to backfill"
+
+    engine = create_async_engine(database_url)
+    try:
+        await downgrade(engine, "0001")
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+    backfilled = await dump(database_url)
+    assert backfilled["receipt_watermark"] == written_by_intake["receipt_watermark"]
+    assert backfilled["message"] == written_by_intake["message"]

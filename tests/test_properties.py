@@ -25,6 +25,7 @@ from presence.core.facts import (
     join_receipt,
     join_session,
     join_user,
+    join_watermark,
     order_key,
 )
 from presence.core.times import format_instant, ms_to_datetime
@@ -32,7 +33,7 @@ from presence.http.app import create_app
 from tests.api import Api, make_settings
 from tests.databases import Databases
 from tests.histories import History, deliveries, histories
-from tests.oracle import expected_presence, expected_receipts
+from tests.oracle import expected_presence, expected_receipts, expected_watermarks
 
 
 def _iso(ms: int | None) -> str | None:
@@ -49,6 +50,11 @@ def _merge(into: Changes, batch: Changes) -> None:
     for message_id, message in batch.messages.items():
         current = into.messages.get(message_id)
         into.messages[message_id] = message if current is None else join_message(current, message)
+    for watermark_key, watermark in batch.watermarks.items():
+        current_watermark = into.watermarks.get(watermark_key)
+        into.watermarks[watermark_key] = (
+            watermark if current_watermark is None else join_watermark(current_watermark, watermark)
+        )
     for receipt_key, receipt in batch.receipts.items():
         current_receipt = into.receipts.get(receipt_key)
         into.receipts[receipt_key] = receipt if current_receipt is None else join_receipt(current_receipt, receipt)
@@ -103,6 +109,24 @@ def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
     return answers
 
 
+def _watermark_answers(state: Changes) -> dict[str, dict[str, Any]]:
+    conversations = {m.conversation_id for m in state.messages.values()}
+    conversations |= {w.conversation_id for w in state.watermarks.values()}
+    answers = {}
+    for conversation in conversations:
+        readers: dict[str, dict[str, Any]] = {}
+        for (conversation_id, reader, kind), mark in sorted(state.watermarks.items()):
+            if conversation_id != conversation:
+                continue
+            row = readers.setdefault(
+                reader,
+                {"uid": reader, "delivered_up_to": None, "delivered_at": None, "read_up_to": None, "read_at": None},
+            )
+            row[f"{kind}_up_to"], row[f"{kind}_at"] = str(mark.message_id), _iso(mark.at_ms)
+        answers[conversation] = {"conversation_id": conversation, "readers": [readers[r] for r in sorted(readers)]}
+    return answers
+
+
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), history=histories(max_connection_events=24))
 def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
@@ -117,6 +141,7 @@ def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
 
     assert _presence_answers(state) == expected_presence(history.bodies)
     assert _receipt_answers(state) == expected_receipts(history.bodies)
+    assert _watermark_answers(state) == expected_watermarks(history.bodies)
 
 
 async def _answers(databases: Databases, waves: list[list[dict[str, Any]]], history: History) -> Any:
@@ -129,7 +154,11 @@ async def _answers(databases: Databases, waves: list[list[dict[str, Any]]], hist
                 await asyncio.gather(*(api.hook(body) for body in wave))
             presence = {uid: await api.presence(uid) for uid in history.uids}
             receipts = {message_id: await api.receipts(message_id) for message_id in history.message_ids}
-            return presence, receipts
+            watermarks = {}
+            for conversation in history.conversation_ids:
+                response = await api.get(f"/conversations/{conversation}/receipts")
+                watermarks[conversation] = None if response.status == 404 else await response.json()
+            return presence, receipts, watermarks
     finally:
         await databases.drop(url)
 
@@ -169,9 +198,11 @@ async def test_http_any_order_any_repetition_gives_the_in_order_answer(
 
     presence = expected_presence(history.bodies)
     receipts = expected_receipts(history.bodies)
+    watermarks = expected_watermarks(history.bodies)
     expected = (
         {uid: presence.get(uid) for uid in history.uids},
         {message_id: receipts.get(message_id) for message_id in history.message_ids},
+        {conversation: watermarks.get(conversation) for conversation in history.conversation_ids},
     )
     assert in_order == expected
     assert disordered == expected

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from presence.core.events import (
     ConnectionChanged,
@@ -88,6 +88,22 @@ class MessageFact:
     conversation_id: str
     sender: str | None
     sent_at_ms: int | None
+    #: The earliest time any event said something of this message (for retention).
+    noted_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkFact:
+    """How far a reader has delivered (or read) a conversation: the highest message id, and when.
+
+    A read receipt is also a delivery watermark: reading implies delivery.
+    """
+
+    conversation_id: str
+    reader: str
+    kind: ReceiptKind
+    message_id: int
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +134,14 @@ def join_session(a: SessionFact, b: SessionFact) -> SessionFact:
 
 
 def join_message(a: MessageFact, b: MessageFact) -> MessageFact:
-    return a if a.claim >= b.claim else b
+    winner = a if a.claim >= b.claim else b
+    noted = [t for t in (a.noted_at_ms, b.noted_at_ms) if t is not None]
+    return replace(winner, noted_at_ms=min(noted) if noted else None)
+
+
+def join_watermark(a: WatermarkFact, b: WatermarkFact) -> WatermarkFact:
+    """The higher message id; at the same id, the earlier time."""
+    return a if (a.message_id, -a.at_ms) >= (b.message_id, -b.at_ms) else b
 
 
 def join_receipt(a: ReceiptFact, b: ReceiptFact) -> ReceiptFact:
@@ -176,16 +199,18 @@ def fact_of_message(event: MessageSent) -> MessageFact | None:
         conversation_id=event.conversation_id,
         sender=event.sender,
         sent_at_ms=event.sent_at_ms,
+        noted_at_ms=event.sent_at_ms,
     )
 
 
-def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact]:
+def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact, list[WatermarkFact]]:
     message = MessageFact(
         message_id=event.message_id,
         claim=message_claim(0, event.conversation_id, event.message_sender),
         conversation_id=event.conversation_id,
         sender=event.message_sender,
         sent_at_ms=None,
+        noted_at_ms=event.at_ms,
     )
     receipt = ReceiptFact(
         conversation_id=event.conversation_id,
@@ -194,7 +219,11 @@ def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact]:
         message_id=event.message_id,
         at_ms=event.at_ms,
     )
-    return message, receipt
+    kinds: tuple[ReceiptKind, ...] = ("delivered", "read") if event.kind == "read" else ("delivered",)
+    watermarks = [
+        WatermarkFact(event.conversation_id, event.reader, kind, event.message_id, event.at_ms) for kind in kinds
+    ]
+    return message, receipt, watermarks
 
 
 @dataclass(slots=True)
@@ -205,6 +234,7 @@ class Changes:
     sessions: dict[tuple[str, str], SessionFact] = field(default_factory=dict)
     messages: dict[int, MessageFact] = field(default_factory=dict)
     receipts: dict[tuple[str, str, str, int], ReceiptFact] = field(default_factory=dict)
+    watermarks: dict[tuple[str, str, str], WatermarkFact] = field(default_factory=dict)
 
     def add(self, event: Event) -> None:
         if isinstance(event, ConnectionChanged):
@@ -217,9 +247,11 @@ class Changes:
             if message is not None:
                 self._add_message(message)
         elif isinstance(event, ReceiptMarked):
-            message, receipt = facts_of_receipt(event)
+            message, receipt, watermarks = facts_of_receipt(event)
             self._add_message(message)
             self._add_receipt(receipt)
+            for watermark in watermarks:
+                self._add_watermark(watermark)
 
     def _add_user(self, fact: UserFact) -> None:
         current = self.users.get(fact.uid)
@@ -238,6 +270,11 @@ class Changes:
         key = (fact.conversation_id, fact.reader, fact.kind, fact.message_id)
         current = self.receipts.get(key)
         self.receipts[key] = fact if current is None else join_receipt(current, fact)
+
+    def _add_watermark(self, fact: WatermarkFact) -> None:
+        key = (fact.conversation_id, fact.reader, fact.kind)
+        current = self.watermarks.get(key)
+        self.watermarks[key] = fact if current is None else join_watermark(current, fact)
 
 
 def changes_of(events: Iterable[Event]) -> Changes:

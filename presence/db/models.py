@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -84,6 +85,7 @@ class UserPresence(Base):
     """One row per user ever seen; see ``presence.core.facts.UserFact``."""
 
     __tablename__ = "user_presence"
+    __table_args__ = (Index("ix_user_presence_status_uid", "status", "uid"),)
 
     uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     status: Mapped[str] = mapped_column(String(255))
@@ -97,7 +99,17 @@ class UserSession(Base):
     """One row per session of a user ever seen; see ``presence.core.facts.SessionFact``."""
 
     __tablename__ = "user_session"
-    __table_args__ = (Index("ix_user_session_uid_live", "uid", "live"),)
+    __table_args__ = (
+        Index("ix_user_session_uid_live", "uid", "live"),
+        # Live sessions by platform: the /users?platform= pages and /stats.
+        Index(
+            "ix_user_session_live_platform_uid",
+            "platform",
+            "uid",
+            sqlite_where=text("live"),
+            postgresql_where=text("live"),
+        ),
+    )
 
     uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     session_id: Mapped[str] = mapped_column(identifier(255), primary_key=True)
@@ -116,9 +128,11 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     claim: Mapped[bytes] = mapped_column(LargeBinary)
-    conversation_id: Mapped[str] = mapped_column(identifier(512))
+    conversation_id: Mapped[str] = mapped_column(identifier(512), index=True)
     sender: Mapped[str | None] = mapped_column(identifier(255))
     sent_at: Mapped[datetime | None] = mapped_column(Instant())
+    #: The earliest time any event said something of this message; retention goes by it.
+    noted_at: Mapped[datetime | None] = mapped_column(Instant(), index=True)
 
 
 class Receipt(Base):
@@ -128,10 +142,27 @@ class Receipt(Base):
     __table_args__ = (
         Index("ix_receipt_conversation_id_message_id", "conversation_id", "message_id"),
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+        Index("ix_receipt_at", "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
     reader_uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Instant())
+
+
+class ReceiptWatermark(Base):
+    """How far each reader has delivered or read a conversation; see ``WatermarkFact``."""
+
+    __tablename__ = "receipt_watermark"
+    __table_args__ = (
+        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+        Index("ix_receipt_watermark_at", "at"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
+    reader_uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, case, func, insert, or_
+from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact
+from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
 from presence.core.times import ms_to_datetime
-from presence.db.models import Base, InboxEvent, Message, Receipt, UserPresence, UserSession
+from presence.db.models import Base, InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,7 @@ class Writer:
         self._session = _session_upsert(dialect)
         self._message = _message_upsert(dialect)
         self._receipt = _receipt_upsert(dialect)
+        self._watermark = _watermark_upsert(dialect)
 
     async def append_inbox(self, connection: AsyncConnection, rows: Sequence[InboxRow]) -> None:
         if rows:
@@ -81,6 +82,10 @@ class Writer:
         if changes.receipts:
             await connection.execute(
                 self._receipt, [_receipt_row(changes.receipts[k]) for k in sorted(changes.receipts)]
+            )
+        if changes.watermarks:
+            await connection.execute(
+                self._watermark, [_watermark_row(changes.watermarks[k]) for k in sorted(changes.watermarks)]
             )
 
 
@@ -128,11 +133,16 @@ def _message_upsert(dialect: Dialect) -> Insert:
     row = _table(Message).c
     statement = dialect.insert(_table(Message))
     new = statement.excluded
-    replaced = ("claim", "conversation_id", "sender", "sent_at")
+    stronger = new.claim > row.claim
+    earlier = or_(row.noted_at.is_(None), new.noted_at < row.noted_at)
+    claimed = ("claim", "conversation_id", "sender", "sent_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.id],
-        set_={name: new[name] for name in replaced},
-        where=new.claim > row.claim,
+        set_={
+            **{name: case((stronger, new[name]), else_=row[name]) for name in claimed},
+            "noted_at": case((and_(new.noted_at.is_not(None), earlier), new.noted_at), else_=row.noted_at),
+        },
+        where=or_(stronger, and_(new.noted_at.is_not(None), earlier)),
     )
 
 
@@ -144,6 +154,17 @@ def _receipt_upsert(dialect: Dialect) -> Insert:
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
         set_={"at": new.at},
         where=new.at < row.at,
+    )
+
+
+def _watermark_upsert(dialect: Dialect) -> Insert:
+    row = _table(ReceiptWatermark).c
+    statement = dialect.insert(_table(ReceiptWatermark))
+    new = statement.excluded
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[row.conversation_id, row.reader_uid, row.kind],
+        set_={"message_id": new.message_id, "at": new.at},
+        where=or_(new.message_id > row.message_id, and_(new.message_id == row.message_id, new.at < row.at)),
     )
 
 
@@ -182,10 +203,21 @@ def _message_row(fact: MessageFact) -> dict[str, Any]:
         "conversation_id": fact.conversation_id,
         "sender": fact.sender,
         "sent_at": _instant(fact.sent_at_ms),
+        "noted_at": _instant(fact.noted_at_ms),
     }
 
 
 def _receipt_row(fact: ReceiptFact) -> dict[str, Any]:
+    return {
+        "conversation_id": fact.conversation_id,
+        "reader_uid": fact.reader,
+        "kind": fact.kind,
+        "message_id": fact.message_id,
+        "at": ms_to_datetime(fact.at_ms),
+    }
+
+
+def _watermark_row(fact: WatermarkFact) -> dict[str, Any]:
     return {
         "conversation_id": fact.conversation_id,
         "reader_uid": fact.reader,

@@ -1,15 +1,37 @@
-"""The query API: what the app's own backend asks. Every route needs a bearer token."""
+"""The query API: what the app's own backend asks. Every route needs a bearer token.
+
+Parameters are checked here, before any query: a bad one is a ``400`` naming it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
 from aiohttp import web
 
-from presence.core.events import MAX_MESSAGE_ID, is_storable_id
+from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_MESSAGE_ID, is_storable_id
+from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import reads
 from presence.http.auth import require_api_token
+from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError, json_response
-from presence.http.keys import ENGINE, SETTINGS
-from presence.http.views import presence_json, receipts_json
+from presence.http.keys import CURSOR_KEY, ENGINE, SETTINGS
+from presence.http.views import (
+    presence_json,
+    receipts_json,
+    session_history_json,
+    stats_json,
+    watermarks_json,
+)
+
+MAX_UIDS_PER_REQUEST: Final = 500
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 1000
+STATUSES: Final = ("online", "offline")
+
+_T = TypeVar("_T")
 
 
 async def get_presence(request: web.Request) -> web.Response:
@@ -22,6 +44,66 @@ async def get_presence(request: web.Request) -> web.Response:
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
     return json_response(presence_json(presence))
+
+
+async def get_presences(request: web.Request) -> web.Response:
+    """``GET /presence?uid=a&uid=b``: up to 500 users at once, known ones in the order asked."""
+    require_api_token(request, request.app[SETTINGS])
+    asked = list(dict.fromkeys(request.query.getall("uid", [])))
+    if not 1 <= len(asked) <= MAX_UIDS_PER_REQUEST:
+        raise _bad_parameter("uid", f"give 1 to {MAX_UIDS_PER_REQUEST} distinct uids, got {len(asked)}")
+    storable = [uid for uid in asked if is_storable_id(uid)]
+    async with request.app[ENGINE].connect() as connection:
+        found = await reads.presences_of(connection, storable)
+    return json_response(
+        {
+            "users": [presence_json(found[uid]) for uid in asked if uid in found],
+            "unknown": [uid for uid in asked if uid not in found],
+        }
+    )
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """``GET /users?status=&platform=&limit=&cursor=``: matching users in uid order, a page at a time."""
+    require_api_token(request, request.app[SETTINGS])
+    status = _optional(request, "status", lambda v: _choice("status", v, STATUSES))
+    platform = _optional(request, "platform", lambda v: _identifier("platform", v))
+    limit = _limit(request)
+    scope = {"list": "users", "status": status, "platform": platform}
+    after = _cursor(request, scope, lambda position: _typed(position, (str,))[0])
+    async with request.app[ENGINE].connect() as connection:
+        users = await reads.list_users(connection, status=status, platform=platform, after=after, limit=limit + 1)
+    page, more = users[:limit], len(users) > limit
+    next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [page[-1].uid]) if more else None
+    return json_response({"users": [presence_json(p) for p in page], "next_cursor": next_cursor})
+
+
+async def get_sessions(request: web.Request) -> web.Response:
+    """``GET /users/{uid}/sessions``: the user's connection history, newest connection first."""
+    require_api_token(request, request.app[SETTINGS])
+    uid = request.match_info["uid"]
+    limit = _limit(request)
+    scope = {"list": "sessions", "uid": uid}
+
+    def position(raw: list[Any]) -> tuple[datetime, str]:
+        at_ms, session_id = _typed(raw, (int, str))
+        return ms_to_datetime(at_ms), session_id
+
+    before = _cursor(request, scope, position)
+    history = None
+    if is_storable_id(uid):
+        async with request.app[ENGINE].connect() as connection:
+            history = await reads.sessions_of(connection, uid, before=before, limit=limit + 1)
+    if history is None:
+        raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
+    sessions = session_history_json(history)
+    page, more = sessions[:limit], len(sessions) > limit
+    next_cursor = None
+    if more:
+        last = history.sessions[limit - 1]
+        last_ms = 0 if last.connected_at is None else datetime_to_ms(last.connected_at)
+        next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [last_ms, last.session_id])
+    return json_response({"sessions": page, "next_cursor": next_cursor})
 
 
 async def get_message_receipts(request: web.Request) -> web.Response:
@@ -37,5 +119,70 @@ async def get_message_receipts(request: web.Request) -> web.Response:
     return json_response(receipts_json(message))
 
 
+async def get_conversation_receipts(request: web.Request) -> web.Response:
+    """``GET /conversations/{conversation_id}/receipts``: each reader's delivery and read watermarks."""
+    require_api_token(request, request.app[SETTINGS])
+    conversation_id = request.match_info["conversation_id"]
+    readers = None
+    if is_storable_id(conversation_id, MAX_CONVERSATION_LENGTH):
+        async with request.app[ENGINE].connect() as connection:
+            readers = await reads.watermarks_of(connection, conversation_id)
+    if readers is None:
+        raise ApiError(404, "not_found", f"no message or receipt has named conversation {conversation_id!r}")
+    return json_response(watermarks_json(conversation_id, readers))
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    require_api_token(request, request.app[SETTINGS])
+    async with request.app[ENGINE].connect() as connection:
+        return json_response(stats_json(await reads.stats(connection)))
+
+
 async def get_healthz(_request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
+
+def _bad_parameter(name: str, problem: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", f"{name}: {problem}")
+
+
+def _optional(request: web.Request, name: str, parse: Callable[[str], _T]) -> _T | None:
+    value = request.query.get(name)
+    return None if value is None else parse(value)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _bad_parameter(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _identifier(name: str, value: str) -> str:
+    if not is_storable_id(value):
+        raise _bad_parameter(name, "expected a non-empty value of at most 255 characters")
+    return value
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise _bad_parameter("limit", f"expected a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+    return int(raw)
+
+
+def _cursor(request: web.Request, scope: dict[str, Any], parse: Callable[[list[Any]], _T]) -> _T | None:
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        return parse(decode_cursor(request.app[CURSOR_KEY], scope, raw))
+    except InvalidCursor as error:
+        raise _bad_parameter("cursor", f"{error}; use next_cursor from the previous page, unchanged") from None
+
+
+def _typed(position: list[Any], types: tuple[type, ...]) -> list[Any]:
+    if len(position) != len(types) or not all(type(v) is t for v, t in zip(position, types, strict=True)):
+        raise InvalidCursor("not a cursor")
+    return position

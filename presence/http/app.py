@@ -16,9 +16,10 @@ from presence.db.engine import create_engine
 from presence.db.schema import upgrade
 from presence.db.writes import Writer
 from presence.http import api
+from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, ENGINE, SETTINGS
+from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, SETTINGS
 from presence.intake.committer import Committer
 from presence.settings import Settings
 
@@ -28,10 +29,16 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[CURSOR_KEY] = cursor_key(settings)
     app.cleanup_ctx.append(_storage(migrate=migrate))
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
+    app.router.add_get("/users/{uid}/sessions", api.get_sessions)
+    app.router.add_get("/users", api.list_users)
+    app.router.add_get("/presence", api.get_presences)
     app.router.add_get("/messages/{message_id}/receipts", api.get_message_receipts)
+    app.router.add_get("/conversations/{conversation_id}/receipts", api.get_conversation_receipts)
+    app.router.add_get("/stats", api.get_stats)
     app.router.add_get("/healthz", api.get_healthz)
     return app
 

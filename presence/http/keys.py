@@ -11,3 +11,5 @@ from presence.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 COMMITTER = web.AppKey("committer", Committer)
+#: Signs pagination cursors; the same on every replica (derived from the API tokens).
+CURSOR_KEY = web.AppKey("cursor_key", bytes)
