@@ -1,0 +1,52 @@
+"""From raw bytes to an accepted event: the one path ``/hook`` and ``presence import`` share.
+
+Decoding, validation (the pure core's :func:`parse_event`) and removal of message
+content happen here, with no I/O. What comes out is ready for the committer;
+what does not is a :class:`Rejected` that says why, in the words of the API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+
+from presence.core.events import InvalidEvent, MessageSent, UnknownTrigger, parse_event
+from presence.core.inbox import TooDeep, without_content
+from presence.db.writes import InboxRow
+from presence.intake.committer import Accepted
+
+
+class Rejected(Exception):
+    """Input that is refused with ``400`` and changes nothing."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def accept(raw: bytes, *, received_at: datetime) -> Accepted:
+    """The event ``raw`` describes, with the inbox row that records it; or :class:`Rejected`."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Rejected("invalid_json", "the body is not valid JSON in UTF-8") from None
+    if not isinstance(body, dict):
+        raise Rejected("invalid_body", "the body must be a JSON object")
+    try:
+        event = parse_event(body)
+        kept = without_content(body)
+    except InvalidEvent as error:
+        raise Rejected("invalid_event", str(error)) from None
+    except TooDeep as error:
+        raise Rejected("invalid_body", str(error)) from None
+    inbox = InboxRow(received_at=received_at, trigger=body["trigger"], body=orjson.dumps(kept).decode())
+    return Accepted(event, inbox)
+
+
+def outcome(accepted: Accepted) -> str:
+    """``ignored`` for what the service keeps but does not act on, else ``accepted``."""
+    event = accepted.event
+    ignored = isinstance(event, UnknownTrigger) or (isinstance(event, MessageSent) and not event.tracked)
+    return "ignored" if ignored else "accepted"
