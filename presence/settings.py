@@ -8,8 +8,10 @@ no log line or traceback can show one.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Final, Literal, TypeVar
 
 PREFIX: Final = "PRESENCE_"
@@ -18,6 +20,10 @@ DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///presence.db"
 _Choice = TypeVar("_Choice", bound=str)
 LogFormat = Literal["text", "json"]
 SqliteSynchronous = Literal["NORMAL", "FULL", "EXTRA"]
+
+
+_DURATION = re.compile(r"(?P<amount>\d+(\.\d+)?)\s*(?P<unit>[dhms])?", re.ASCII)
+_UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 
 
 class SettingsError(ValueError):
@@ -56,6 +62,14 @@ class Settings:
     db_connect_timeout: float = 5.0
     log_format: LogFormat = "text"
     log_level: str = "INFO"
+    #: Inbox rows older than this are deleted in the background.
+    inbox_retention: timedelta = timedelta(days=7)
+    #: Messages, receipts and watermarks older than this are deleted in the background.
+    receipt_retention: timedelta = timedelta(days=90)
+    #: Seconds between two retention passes.
+    retention_interval: float = 60.0
+    #: Rows deleted per retention transaction: small enough never to hold up intake.
+    retention_batch: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -81,6 +95,10 @@ class Settings:
             db_connect_timeout=reader.number("DB_CONNECT_TIMEOUT", defaults.db_connect_timeout),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            inbox_retention=reader.duration("INBOX_RETENTION", defaults.inbox_retention),
+            receipt_retention=reader.duration("RECEIPT_RETENTION", defaults.receipt_retention),
+            retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
+            retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -132,6 +150,16 @@ class _Reader:
         if not value > 0:
             raise SettingsError(f"{PREFIX}{name} must be positive, got {raw!r}")
         return value
+
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        """``7d``, ``12h``, ``30m``, ``45s``, or a number of seconds."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        match = _DURATION.fullmatch(raw.lower())
+        if match is None or float(match["amount"]) <= 0:
+            raise SettingsError(f"{PREFIX}{name} must be a duration such as 7d, 12h, 30m or 45s, got {raw!r}")
+        return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
 
     def choice(self, name: str, default: _Choice, allowed: tuple[_Choice, ...]) -> _Choice:
         raw = self.text(name)

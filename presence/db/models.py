@@ -15,6 +15,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     text,
 )
@@ -64,6 +65,13 @@ def identifier(length: int) -> String:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's ``Table``, typed as one (``__table__`` is typed as any ``FromClause``)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of the rowid (auto-increment).

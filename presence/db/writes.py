@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
 from presence.core.times import ms_to_datetime
-from presence.db.models import Base, InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession
+from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class Writer:
 
     def __init__(self, dialect_name: str) -> None:
         dialect = Dialect.named(dialect_name)
-        self._inbox = insert(_table(InboxEvent))
+        self._inbox = insert(table_of(InboxEvent))
         self._user = _user_upsert(dialect)
         self._session = _session_upsert(dialect)
         self._message = _message_upsert(dialect)
@@ -89,15 +89,9 @@ class Writer:
             )
 
 
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
-
-
 def _user_upsert(dialect: Dialect) -> Insert:
-    row = _table(UserPresence).c
-    statement = dialect.insert(_table(UserPresence))
+    row = table_of(UserPresence).c
+    statement = dialect.insert(table_of(UserPresence))
     new = statement.excluded
     newer_status = new.status_key > row.status_key
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -118,8 +112,8 @@ def _user_upsert(dialect: Dialect) -> Insert:
 
 
 def _session_upsert(dialect: Dialect) -> Insert:
-    row = _table(UserSession).c
-    statement = dialect.insert(_table(UserSession))
+    row = table_of(UserSession).c
+    statement = dialect.insert(table_of(UserSession))
     new = statement.excluded
     replaced = ("signal_key", "live", "device_id", "platform", "connected_at", "disconnected_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -130,8 +124,8 @@ def _session_upsert(dialect: Dialect) -> Insert:
 
 
 def _message_upsert(dialect: Dialect) -> Insert:
-    row = _table(Message).c
-    statement = dialect.insert(_table(Message))
+    row = table_of(Message).c
+    statement = dialect.insert(table_of(Message))
     new = statement.excluded
     stronger = new.claim > row.claim
     earlier = or_(row.noted_at.is_(None), new.noted_at < row.noted_at)
@@ -147,8 +141,8 @@ def _message_upsert(dialect: Dialect) -> Insert:
 
 
 def _receipt_upsert(dialect: Dialect) -> Insert:
-    row = _table(Receipt).c
-    statement = dialect.insert(_table(Receipt))
+    row = table_of(Receipt).c
+    statement = dialect.insert(table_of(Receipt))
     new = statement.excluded
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
@@ -158,8 +152,8 @@ def _receipt_upsert(dialect: Dialect) -> Insert:
 
 
 def _watermark_upsert(dialect: Dialect) -> Insert:
-    row = _table(ReceiptWatermark).c
-    statement = dialect.insert(_table(ReceiptWatermark))
+    row = table_of(ReceiptWatermark).c
+    statement = dialect.insert(table_of(ReceiptWatermark))
     new = statement.excluded
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind],

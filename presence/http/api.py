@@ -138,10 +138,6 @@ async def get_stats(request: web.Request) -> web.Response:
         return json_response(stats_json(await reads.stats(connection)))
 
 
-async def get_healthz(_request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
 def _bad_parameter(name: str, problem: str) -> ApiError:
     return ApiError(400, "invalid_parameter", f"{name}: {problem}")
 

@@ -7,20 +7,24 @@ is migrated, when asked) and disposed of when it stops, committed work first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from presence import retention
 from presence.db.engine import create_engine
-from presence.db.schema import upgrade
+from presence.db.schema import head_revision, upgrade
 from presence.db.writes import Writer
-from presence.http import api
+from presence.http import api, ops
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, SETTINGS
+from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, METRICS, SETTINGS
 from presence.intake.committer import Committer
+from presence.metrics import Metrics
 from presence.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     app[SETTINGS] = settings
     app[CURSOR_KEY] = cursor_key(settings)
+    app[METRICS] = Metrics()
+    app[HEAD_REVISION] = head_revision() or ""
     app.cleanup_ctx.append(_storage(migrate=migrate))
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
@@ -39,7 +45,9 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.router.add_get("/messages/{message_id}/receipts", api.get_message_receipts)
     app.router.add_get("/conversations/{conversation_id}/receipts", api.get_conversation_receipts)
     app.router.add_get("/stats", api.get_stats)
-    app.router.add_get("/healthz", api.get_healthz)
+    app.router.add_get("/healthz", ops.get_healthz)
+    app.router.add_get("/readyz", ops.get_readyz)
+    app.router.add_get("/metrics", ops.get_metrics)
     return app
 
 
@@ -55,13 +63,18 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
             Writer(engine.dialect.name),
             max_batch=settings.commit_max_batch,
             queue_limit=settings.intake_queue_limit,
+            metrics=app[METRICS],
         )
         await committer.start()
         app[ENGINE] = engine
         app[COMMITTER] = committer
+        expiring = asyncio.create_task(retention.run_forever(engine, settings, app[METRICS]), name="presence-retention")
         try:
             yield
         finally:
+            expiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiring
             await committer.close()
             await engine.dispose()
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy import exc
 
-from presence.http.keys import SETTINGS
+from presence.http.keys import METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return error_response(ApiError(error.status, code, error.reason, headers))
     except UNAVAILABLE as error:
+        request.app[METRICS].database_errors.labels(operation="query").inc()
         log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
         return error_response(ApiError(503, "unavailable", "the database is unavailable; retry later"))
     except Exception:

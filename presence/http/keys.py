@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.intake.committer import Committer
+from presence.metrics import Metrics
 from presence.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -13,3 +14,6 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 COMMITTER = web.AppKey("committer", Committer)
 #: Signs pagination cursors; the same on every replica (derived from the API tokens).
 CURSOR_KEY = web.AppKey("cursor_key", bytes)
+METRICS = web.AppKey("metrics", Metrics)
+#: The newest Alembic revision this code knows, read once at start-up.
+HEAD_REVISION = web.AppKey("head_revision", str)

@@ -20,10 +20,12 @@ from presence.intake.committer import Accepted
 class Rejected(Exception):
     """Input that is refused with ``400`` and changes nothing."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, trigger: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        #: The body's trigger, when it had a readable one.
+        self.trigger = trigger
 
 
 def accept(raw: bytes, *, received_at: datetime) -> Accepted:
@@ -34,13 +36,14 @@ def accept(raw: bytes, *, received_at: datetime) -> Accepted:
         raise Rejected("invalid_json", "the body is not valid JSON in UTF-8") from None
     if not isinstance(body, dict):
         raise Rejected("invalid_body", "the body must be a JSON object")
+    trigger = body.get("trigger") if isinstance(body.get("trigger"), str) else None
     try:
         event = parse_event(body)
         kept = without_content(body)
     except InvalidEvent as error:
-        raise Rejected("invalid_event", str(error)) from None
+        raise Rejected("invalid_event", str(error), trigger) from None
     except TooDeep as error:
-        raise Rejected("invalid_body", str(error)) from None
+        raise Rejected("invalid_body", str(error), trigger) from None
     inbox = InboxRow(received_at=received_at, trigger=body["trigger"], body=orjson.dumps(kept).decode())
     return Accepted(event, inbox)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presence.core.events import Event
 from presence.core.facts import changes_of
 from presence.db.writes import InboxRow, Writer
+from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,6 @@ class _Pending:
     done: asyncio.Future[None]
 
 
-BatchObserver = Callable[[int], None]
-
-
 class Committer:
     def __init__(
         self,
@@ -63,13 +62,13 @@ class Committer:
         *,
         max_batch: int,
         queue_limit: int,
-        on_batch: BatchObserver | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._writer = writer
         self._max_batch = max_batch
         self._queue_limit = queue_limit
-        self._on_batch = on_batch
+        self._metrics = metrics
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -111,9 +110,12 @@ class Committer:
                     self._queue.task_done()
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             await self._commit([p.item for p in batch])
         except Exception as error:
+            if self._metrics is not None:
+                self._metrics.database_errors.labels(operation="commit").inc()
             if not _refused_data(error):
                 log.warning("commit of %d events failed: %s", len(batch), _describe(error))
                 _settle(batch, IntakeUnavailable("the database is unavailable"))
@@ -128,8 +130,9 @@ class Committer:
             for pending in batch:
                 await self._commit_batch([pending])
             return
-        if self._on_batch is not None:
-            self._on_batch(len(batch))
+        if self._metrics is not None:
+            self._metrics.commit_seconds.observe(time.perf_counter() - started)
+            self._metrics.commit_batch_size.observe(len(batch))
         _settle(batch, None)
 
     async def _commit(self, items: Sequence[Accepted]) -> None:

@@ -1,0 +1,67 @@
+"""Prometheus metrics, one registry per application (never the process-global one).
+
+Events by trigger and outcome, intake latency, commit batch sizes and
+durations, database errors, retention deletions, and users online (read from
+the database when scraped).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from presence.core.events import KNOWN_TRIGGERS
+
+#: Any other trigger is counted as "other", so that a sender cannot grow the label set.
+OTHER_TRIGGER: Final = "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events = Counter(
+            "presence_events",
+            "Webhook events received, by trigger and outcome (accepted, ignored, rejected, unauthorized, unavailable).",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )
+        self.intake_seconds = Histogram(
+            "presence_intake_seconds",
+            "Time from a webhook's arrival to its answer, commit included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+            registry=self.registry,
+        )
+        self.commit_batch_size = Histogram(
+            "presence_commit_batch_size",
+            "Events committed together by one group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "presence_commit_seconds",
+            "Duration of one group-commit transaction.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.database_errors = Counter(
+            "presence_database_errors",
+            "Database operations that failed, by operation (commit, query, retention).",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.retention_deleted = Counter(
+            "presence_retention_deleted_rows",
+            "Rows deleted by retention, by table.",
+            ["table"],
+            registry=self.registry,
+        )
+        self.users_online = Gauge(
+            "presence_users_online",
+            "Users whose newest status is online (read when scraped).",
+            registry=self.registry,
+        )
+
+    def count_event(self, trigger: str | None, outcome: str) -> None:
+        label = trigger if trigger in KNOWN_TRIGGERS else OTHER_TRIGGER
+        self.events.labels(trigger=label, outcome=outcome).inc()

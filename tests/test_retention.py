@@ -1,0 +1,96 @@
+"""Contract §7: retention in the background, in bounded batches; presence is never expired."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from presence import retention
+from presence.http.app import create_app
+from presence.settings import Settings, SettingsError
+from tests import payloads
+from tests.api import Api, make_settings
+from tests.conftest import AiohttpClient
+from tests.state import dump
+
+AT = 1_795_256_130_000
+
+
+async def _history(api: Api) -> None:
+    for index in range(5):
+        session = payloads.device(f"s{index}", connected_at=AT)
+        await api.hook(payloads.connection(f"u{index}", "connected", AT, session, connections=[session]))
+    await api.hook(payloads.message(10, "u0_user_u1", "u0", receiver="u1", sent_at=AT // 1000))
+    await api.hook(payloads.receipt("read", 10, reader="u1", message_sender="u0", at=AT // 1000 + 5, receiver="u0"))
+
+
+async def _counts(url: str) -> dict[str, int]:
+    return {table: len(rows) for table, rows in (await dump(url)).items()}
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+async def test_a_pass_deletes_what_is_older_than_each_window_and_never_presence(
+    api: Api, database_url: str, batch: int
+) -> None:
+    """Inbox after 7 days, messages and receipts after 90; users and sessions stay; any batch size."""
+    await _history(api)
+    settings = make_settings(database_url).replace(retention_batch=batch)
+    engine = create_async_engine(database_url)
+    received = datetime.now(UTC)
+    event_time = datetime.fromtimestamp(AT / 1000, UTC)
+    try:
+        assert await retention.run_pass(engine, settings, received + timedelta(days=6)) == {
+            "inbox_event": 0,
+            "receipt": 0,
+            "receipt_watermark": 0,
+            "message": 0,
+        }
+        deleted = await retention.run_pass(engine, settings, received + timedelta(days=8))
+        assert deleted["inbox_event"] == 7
+        counts = await _counts(database_url)
+        assert counts["inbox_event"] == 0
+        assert counts["receipt"] == 1  # its own time is recent enough
+        assert counts["message"] == 1
+
+        deleted = await retention.run_pass(engine, settings, max(received, event_time) + timedelta(days=91))
+        assert deleted == {"inbox_event": 0, "receipt": 1, "receipt_watermark": 2, "message": 1}
+    finally:
+        await engine.dispose()
+    counts = await _counts(database_url)
+    assert counts["user_presence"] == 5
+    assert counts["user_session"] == 5
+    assert counts["message"] == counts["receipt"] == counts["receipt_watermark"] == 0
+    assert await api.presence("u3") is not None
+    assert await api.receipts("10") is None
+
+
+async def test_retention_runs_in_the_background(aiohttp_client: AiohttpClient, database_url: str) -> None:
+    """The app deletes expired inbox rows by itself, while intake goes on; presence stays."""
+    settings = make_settings(database_url).replace(inbox_retention=timedelta(seconds=1), retention_interval=0.05)
+    api = Api(await aiohttp_client(create_app(settings)))
+    await _history(api)
+    assert (await _counts(database_url))["inbox_event"] == 7
+    for _ in range(200):  # up to 20 s
+        if not (await _counts(database_url))["inbox_event"]:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _counts(database_url))["inbox_event"] == 0
+    assert await api.presence("u0") is not None
+    session = payloads.device("late", connected_at=AT)
+    await api.hook(payloads.connection("late", "connected", AT, session))  # intake is not held up
+
+
+def test_retention_windows_are_durations() -> None:
+    settings = Settings.from_env(
+        {"PRESENCE_INBOX_RETENTION": "12h", "PRESENCE_RECEIPT_RETENTION": "30d", "PRESENCE_RETENTION_BATCH": "50"}
+    )
+    assert settings.inbox_retention == timedelta(hours=12)
+    assert settings.receipt_retention == timedelta(days=30)
+    assert settings.retention_batch == 50
+    assert Settings.from_env({"PRESENCE_INBOX_RETENTION": "90"}).inbox_retention == timedelta(seconds=90)
+    for bad in ("soon", "7w", "0d", "-1d"):
+        with pytest.raises(SettingsError, match="PRESENCE_INBOX_RETENTION"):
+            Settings.from_env({"PRESENCE_INBOX_RETENTION": bad})
