@@ -60,6 +60,10 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_pool_recycle: float = 1800.0
     db_connect_timeout: float = 5.0
+    #: Longest one PostgreSQL statement may take: a silent database is an outage, not a wait.
+    db_command_timeout: float = 5.0
+    #: Longest one group commit may take before its requests are answered 503.
+    commit_timeout: float = 5.0
     log_format: LogFormat = "text"
     log_level: str = "INFO"
     #: Inbox rows older than this are deleted in the background.
@@ -93,6 +97,8 @@ class Settings:
             db_pool_timeout=reader.number("DB_POOL_TIMEOUT", defaults.db_pool_timeout),
             db_pool_recycle=reader.number("DB_POOL_RECYCLE", defaults.db_pool_recycle),
             db_connect_timeout=reader.number("DB_CONNECT_TIMEOUT", defaults.db_connect_timeout),
+            db_command_timeout=reader.number("DB_COMMAND_TIMEOUT", defaults.db_command_timeout),
+            commit_timeout=reader.number("COMMIT_TIMEOUT", defaults.commit_timeout),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
             inbox_retention=reader.duration("INBOX_RETENTION", defaults.inbox_retention),

@@ -18,7 +18,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             pool_recycle=settings.db_pool_recycle,
-            connect_args={"timeout": settings.db_connect_timeout},
+            connect_args={"timeout": settings.db_connect_timeout, "command_timeout": settings.db_command_timeout},
         )
     engine = create_async_engine(settings.database_url, **options)
     if engine.dialect.name == "sqlite":

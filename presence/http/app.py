@@ -23,6 +23,7 @@ from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
 from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, METRICS, SETTINGS
+from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.metrics import Metrics
 from presence.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.router.add_get("/healthz", ops.get_healthz)
     app.router.add_get("/readyz", ops.get_readyz)
     app.router.add_get("/metrics", ops.get_metrics)
+    app.router.add_get("/openapi.json", get_openapi)
     return app
 
 
@@ -63,6 +65,7 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
             Writer(engine.dialect.name),
             max_batch=settings.commit_max_batch,
             queue_limit=settings.intake_queue_limit,
+            commit_timeout=settings.commit_timeout,
             metrics=app[METRICS],
         )
         await committer.start()

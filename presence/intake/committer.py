@@ -62,12 +62,14 @@ class Committer:
         *,
         max_batch: int,
         queue_limit: int,
+        commit_timeout: float,
         metrics: Metrics | None = None,
     ) -> None:
         self._engine = engine
         self._writer = writer
         self._max_batch = max_batch
         self._queue_limit = queue_limit
+        self._commit_timeout = commit_timeout
         self._metrics = metrics
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -77,14 +79,20 @@ class Committer:
         self._task = asyncio.create_task(self._run(), name="presence-committer")
 
     async def close(self) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued, then stop; what is still queued after two commit timeouts is answered 503."""
         self._closing = True
         if self._task is None:
             return
-        await self._queue.join()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * self._commit_timeout):
+                await self._queue.join()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        left = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        _settle(left, IntakeUnavailable("the service stopped before this event was committed"))
 
     async def submit(self, item: Accepted) -> None:
         """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not."""
@@ -112,7 +120,10 @@ class Committer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            await self._commit([p.item for p in batch])
+            # A database that stops answering must not hold every later request: a stuck
+            # commit is given up (and rolled back, or its outcome unknown) and answered 503.
+            async with asyncio.timeout(self._commit_timeout):
+                await self._commit([p.item for p in batch])
         except Exception as error:
             if self._metrics is not None:
                 self._metrics.database_errors.labels(operation="commit").inc()
