@@ -1,25 +1,43 @@
-"""The ``presence`` command: ``serve``, ``migrate``, ``rebuild``."""
+"""The ``presence`` command: ``serve``, ``migrate``, ``import``, ``rebuild``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 from aiohttp import web
+from sqlalchemy import exc
+from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-untyped]
 
 from presence.db.engine import create_engine
 from presence.db.schema import upgrade
 from presence.http.app import create_app
+from presence.importer import ImportInterrupted, ImportSummary, import_lines
+from presence.importer import Progress as ImportProgress
 from presence.logs import configure_logging
-from presence.rebuild import rebuild
+from presence.rebuild import Progress as RebuildProgress
+from presence.rebuild import RebuildSummary, rebuild
 from presence.settings import Settings, SettingsError
 
 log = logging.getLogger("presence")
+
+#: Exit codes beyond 0 (success) and 2 (bad usage, setting or file).
+EXIT_REJECTED = 1
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+#: Rejected lines listed on stderr after an import; the summary counts them all.
+REJECTIONS_SHOWN = 20
+#: What means the database cannot be reached (rather than a bug): one line, no traceback.
+_UNREACHABLE = (exc.DBAPIError, exc.DisconnectionError, exc.TimeoutError, OSError, TimeoutError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_migrate(settings))
         print("presence: the schema is at the newest revision", file=sys.stderr)
         return 0
-    return asyncio.run(_rebuild(settings))
+    if args.command == "import":
+        return _import(settings, args.file)
+    return _rebuild(settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", help="start without hook credentials or API tokens (development only)"
     )
     commands.add_parser("migrate", help="bring the schema to the newest revision and exit")
+    importer = commands.add_parser(
+        "import", help="feed a JSON-lines file of webhook bodies through the path /hook takes, and summarise"
+    )
+    importer.add_argument("file", metavar="FILE", help="one webhook body a line; - for standard input")
     commands.add_parser("rebuild", help="derive all state again from the inbox")
     return parser
 
@@ -106,7 +130,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         ssl_context=ssl_context,
         access_log=None,
-        print=lambda message: log.info("%s", message.strip()),
+        print=lambda message: log.info("%s", " ".join(message.split())),
     )
     return 0
 
@@ -119,19 +143,119 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _rebuild(settings: Settings) -> int:
+def _import(settings: Settings, path: str) -> int:
+    name = "standard input" if path == "-" else path
+    try:
+        source: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        print(f"presence: cannot read {path}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    try:
+        with _progress_bar("importing", total=_size_of(source), unit="B", unit_scale=True, unit_divisor=1024) as bar:
+
+            def progress(_lines: int, bytes_read: int) -> None:
+                bar.update(bytes_read - bar.n)
+
+            summary = asyncio.run(_import_async(settings, source, progress))
+    except ImportInterrupted as error:
+        _report_rejections(error.summary, settings)
+        print(f"presence: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except _UNREACHABLE as error:
+        print(f"presence: cannot use the database: {_describe(error)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print("presence: import interrupted; importing the same file again is safe", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    _report_rejections(summary, settings)
+    print(
+        f"imported {name}: {summary.accepted} accepted, {summary.ignored} ignored, {summary.rejected} rejected"
+        f" ({summary.lines} lines, {summary.blank} blank)"
+    )
+    return EXIT_REJECTED if summary.rejected else 0
+
+
+async def _import_async(settings: Settings, source: IO[bytes], progress: ImportProgress) -> ImportSummary:
     engine = create_engine(settings)
-
-    def progress(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\rrebuilding: {done}/{total} inbox events", end="", file=sys.stderr, flush=True)
-
     try:
         await upgrade(engine)
-        summary = await rebuild(engine, progress=progress)
+        return await import_lines(engine, source, settings=settings, progress=progress)
     finally:
         await engine.dispose()
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+
+
+def _report_rejections(summary: ImportSummary, settings: Settings) -> None:
+    """The first rejected lines on stderr: plain lines, or log records when the log is JSON."""
+    shown = summary.rejections[:REJECTIONS_SHOWN]
+    more = summary.rejected - len(shown)
+    if settings.log_format == "json":
+        for rejection in shown:
+            context = {"line": rejection.line, "code": rejection.code, "reason": rejection.message}
+            log.warning("rejected %s", rejection, extra=context)
+        if more:
+            log.warning("%d more rejected lines not shown", more, extra={"not_shown": more})
+        return
+    for rejection in shown:
+        print(rejection, file=sys.stderr)
+    if more:
+        print(f"... and {more} more rejected lines", file=sys.stderr)
+
+
+def _size_of(source: IO[bytes]) -> int | None:
+    """The size of a regular file (standard input redirected from one too); ``None`` for a pipe."""
+    try:
+        status = os.fstat(source.fileno())
+    except (OSError, ValueError):
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _rebuild(settings: Settings) -> int:
+    try:
+        with _progress_bar("rebuilding", total=None, unit=" events") as bar:
+
+            def progress(done: int, total: int) -> None:
+                if bar.total != total:
+                    bar.total = total
+                bar.update(done - bar.n)
+
+            summary = asyncio.run(_rebuild_async(settings, progress))
+    except _UNREACHABLE as error:
+        print(f"presence: cannot use the database: {_describe(error)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print("presence: rebuild interrupted; its transaction was rolled back, nothing changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"rebuilt state from {summary.replayed} inbox events ({summary.unreadable} unreadable)")
     return 0
+
+
+async def _rebuild_async(settings: Settings, progress: RebuildProgress) -> RebuildSummary:
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+        return await rebuild(engine, progress=progress)
+    finally:
+        await engine.dispose()
+
+
+@contextlib.contextmanager
+def _progress_bar(description: str, *, total: int | None, **options: Any) -> Iterator[Any]:
+    """A tqdm bar on stderr when it is a terminal, with log lines printed above it; else a silent one."""
+    enabled = sys.stderr.isatty()
+    with contextlib.ExitStack() as stack:
+        if enabled:
+            stack.enter_context(logging_redirect_tqdm())
+        bar = stack.enter_context(
+            tqdm(desc=description, total=total, file=sys.stderr, disable=not enabled, dynamic_ncols=True, **options)
+        )
+        yield bar
+
+
+def _describe(error: BaseException) -> str:
+    """The database's own words, without the SQL or a URL."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else None
+    return f"{type(error).__name__}: {original if original is not None else error}"

@@ -25,7 +25,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        # Dataclasses go through str() too, so a Secret shows as asterisks, never as its fields.
+        return orjson.dumps(entry, default=str, option=orjson.OPT_PASSTHROUGH_DATACLASS).decode()
 
 
 def configure_logging(log_format: LogFormat, level: str) -> None:
@@ -38,3 +39,4 @@ def configure_logging(log_format: LogFormat, level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the outcome ourselves

@@ -13,6 +13,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -58,6 +59,8 @@ def presence_environment(
     """This process's environment without any ``PRESENCE_*`` variable, then the given ones."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
     environment["PYTHONUNBUFFERED"] = "1"
+    # Tests post events from fixed past dates: retention must not expire them mid-test.
+    environment["PRESENCE_INBOX_RETENTION"] = environment["PRESENCE_RECEIPT_RETENTION"] = "36500d"
     if database_url is not None:
         environment["PRESENCE_DATABASE_URL"] = database_url
     if credentials:
@@ -79,8 +82,12 @@ class ServerProcess:
         args: Sequence[str] = (),
         host: str = "127.0.0.1",
         name: str = "server",
+        client_ssl: ssl.SSLContext | None = None,
     ) -> None:
+        """``client_ssl``: the server serves HTTPS (``args`` carry ``--tls-cert``, ``--tls-key``) and
+        this context, which trusts its certificate, is how ``/healthz`` is polled."""
         self.environment = dict(environment)
+        self.client_ssl = client_ssl
         self.args = tuple(args)
         self.host = host
         self.port = free_port(host)
@@ -93,7 +100,8 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "http" if self.client_ssl is None else "https"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def command(self) -> list[str]:
@@ -136,7 +144,7 @@ class ServerProcess:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=1, context=self.client_ssl) as response:
                 return response.status == 200  # type: ignore[no-any-return]
         except (OSError, urllib.error.URLError):
             return False
