@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from presence.settings import Secret, Settings
+from tests.openapi_check import check_client_response
 
 HOOK_USERNAME = "cometchat"
 HOOK_PASSWORD = "hook-secret"
@@ -18,12 +20,19 @@ HOOK_AUTH = "Basic " + base64.b64encode(f"{HOOK_USERNAME}:{HOOK_PASSWORD}".encod
 API_AUTH = f"Bearer {API_TOKEN}"
 
 
+#: Tests post events from fixed past dates; retention must not expire them under the test's feet.
+#: The retention tests set their own windows.
+KEEP_FOR_A_CENTURY = timedelta(days=36_500)
+
+
 def make_settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         hook_username=HOOK_USERNAME,
         hook_password=Secret(HOOK_PASSWORD),
         api_tokens=(Secret(API_TOKEN), Secret("second-token")),
+        inbox_retention=KEEP_FOR_A_CENTURY,
+        receipt_retention=KEEP_FOR_A_CENTURY,
     )
 
 
@@ -37,7 +46,9 @@ class Api:
         headers = {"Content-Type": "Application/json"}
         if authorization is not None:
             headers["Authorization"] = authorization
-        return await self.client.post("/hook", data=data, headers=headers)
+        response = await self.client.post("/hook", data=data, headers=headers)
+        await check_client_response(response)  # every answer must be one /openapi.json describes
+        return response
 
     async def hook(self, body: object) -> dict[str, Any]:
         """Post ``body`` and insist that it is acknowledged."""
@@ -48,7 +59,9 @@ class Api:
 
     async def get(self, path: str, *, authorization: str | None = API_AUTH) -> ClientResponse:
         headers = {"Authorization": authorization} if authorization is not None else {}
-        return await self.client.get(path, headers=headers)
+        response = await self.client.get(path, headers=headers)
+        await check_client_response(response)  # every answer must be one /openapi.json describes
+        return response
 
     async def get_json(self, path: str, status: int = 200) -> Any:
         response = await self.get(path)

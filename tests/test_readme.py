@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from presence.http.app import create_app
 from presence.settings import Secret, Settings
+from tests.api import KEEP_FOR_A_CENTURY
 from tests.conftest import AiohttpClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,8 @@ async def test_readme_examples_answer_as_shown(aiohttp_client: AiohttpClient, da
         hook_username="cometchat",
         hook_password=Secret("change-me"),
         api_tokens=(Secret("change-me-too"),),
+        inbox_retention=KEEP_FOR_A_CENTURY,  # the README's dates age; the answers must not
+        receipt_retention=KEEP_FOR_A_CENTURY,
     )
     client = await aiohttp_client(create_app(settings))
     examples = _examples()

@@ -30,9 +30,18 @@ from presence.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Longest request line: 500 uids of 255 characters, each as "uid=…&", fit in it.
+MAX_REQUEST_LINE = 256 * 1024
+MAX_HEADER_FIELD = 16 * 1024
+
 
 def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware],
+        # GET /presence takes up to 500 uids of up to 255 characters in its query string.
+        handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD},
+    )
     app[SETTINGS] = settings
     app[CURSOR_KEY] = cursor_key(settings)
     app[METRICS] = Metrics()
