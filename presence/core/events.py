@@ -264,13 +264,20 @@ def _optional_instant(parent: Mapping[str, object], key: str, where: str) -> int
     return None if parent.get(key) is None else _instant(parent, key, where)
 
 
+def parse_message_id(text: str) -> int | None:
+    """A message id as the integer it is compared as, or ``None`` if it cannot be one."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_MESSAGE_ID:
+        return None
+    return int(text)
+
+
 def _message_id(parent: Mapping[str, object], key: str, where: str) -> int:
     value = parent.get(key)
     if value is None:
         raise InvalidEvent(where, "required")
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidEvent(where, "expected a message id as a string of digits")
-    text = str(value)
-    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_MESSAGE_ID:
+    message_id = parse_message_id(str(value))
+    if message_id is None:
         raise InvalidEvent(where, "expected a message id as a string of digits (a 64-bit integer)")
-    return int(text)
+    return message_id

@@ -80,12 +80,10 @@ class Writer:
                 self._message, [_message_row(changes.messages[k]) for k in sorted(changes.messages)]
             )
         if changes.receipts:
-            await connection.execute(
-                self._receipt, [_receipt_row(changes.receipts[k]) for k in sorted(changes.receipts)]
-            )
+            await connection.execute(self._receipt, [_mark_row(changes.receipts[k]) for k in sorted(changes.receipts)])
         if changes.watermarks:
             await connection.execute(
-                self._watermark, [_watermark_row(changes.watermarks[k]) for k in sorted(changes.watermarks)]
+                self._watermark, [_mark_row(changes.watermarks[k]) for k in sorted(changes.watermarks)]
             )
 
 
@@ -201,17 +199,8 @@ def _message_row(fact: MessageFact) -> dict[str, Any]:
     }
 
 
-def _receipt_row(fact: ReceiptFact) -> dict[str, Any]:
-    return {
-        "conversation_id": fact.conversation_id,
-        "reader_uid": fact.reader,
-        "kind": fact.kind,
-        "message_id": fact.message_id,
-        "at": ms_to_datetime(fact.at_ms),
-    }
-
-
-def _watermark_row(fact: WatermarkFact) -> dict[str, Any]:
+def _mark_row(fact: ReceiptFact | WatermarkFact) -> dict[str, Any]:
+    """A receipt and a watermark have the same columns; only their joins differ."""
     return {
         "conversation_id": fact.conversation_id,
         "reader_uid": fact.reader,

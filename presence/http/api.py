@@ -11,7 +11,7 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
-from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_MESSAGE_ID, is_storable_id
+from presence.core.events import MAX_CONVERSATION_LENGTH, is_storable_id, parse_message_id
 from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import reads
 from presence.http.auth import require_api_token
@@ -109,9 +109,9 @@ async def get_sessions(request: web.Request) -> web.Response:
 async def get_message_receipts(request: web.Request) -> web.Response:
     require_api_token(request, request.app[SETTINGS])
     raw_id = request.match_info["message_id"]
-    message_id = int(raw_id) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 19 else None
+    message_id = parse_message_id(raw_id)
     message = None
-    if message_id is not None and message_id <= MAX_MESSAGE_ID:
+    if message_id is not None:
         async with request.app[ENGINE].connect() as connection:
             message = await reads.receipts_of(connection, message_id)
     if message is None:
