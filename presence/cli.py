@@ -10,6 +10,7 @@ import os
 import ssl
 import stat
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
@@ -41,6 +42,7 @@ _UNREACHABLE = (exc.DBAPIError, exc.DisconnectionError, exc.TimeoutError, OSErro
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    threading.excepthook = _quiet_aiosqlite_shutdown
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
@@ -59,6 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import":
         return _import(settings, args.file)
     return _rebuild(settings)
+
+
+def _quiet_aiosqlite_shutdown(args: threading.ExceptHookArgs) -> None:
+    """Drop one known, harmless error, and pass every other thread exception on.
+
+    aiosqlite's worker thread does not wait for its event loop: after a failed
+    connection it may post its result once ``asyncio.run`` has closed the loop,
+    and raise "Event loop is closed" as the command exits (omnilib/aiosqlite#241).
+    """
+    if (
+        isinstance(args.exc_value, RuntimeError)
+        and str(args.exc_value) == "Event loop is closed"
+        and args.thread is not None
+        and "_connection_worker_thread" in args.thread.name
+    ):
+        return
+    threading.__excepthook__(args)
 
 
 def _parser() -> argparse.ArgumentParser:

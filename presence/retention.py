@@ -9,6 +9,7 @@ expired. Several replicas may run passes at once: each deletes what is left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +46,20 @@ def expiries(settings: Settings, now: datetime) -> list[Expiry]:
 
 
 async def run_pass(
-    engine: AsyncEngine, settings: Settings, now: datetime, metrics: Metrics | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    now: datetime,
+    metrics: Metrics | None = None,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, int]:
-    """Delete every expired row, a bounded batch per transaction; the rows deleted, by table."""
+    """Delete every expired row, a bounded batch per transaction; the rows deleted, by table.
+
+    With ``stop`` set, the pass ends after the batch in progress.
+    """
     deleted: dict[str, int] = {}
     for expiry in expiries(settings, now):
+        if stop is not None and stop.is_set():
+            break
         table = expiry.table
         key_columns = list(table.primary_key.columns)
         total = 0
@@ -59,7 +69,7 @@ async def run_pass(
                 result = await connection.execute(delete(table).where(tuple_(*key_columns).in_(expired)))
             count = result.rowcount or 0
             total += count
-            if count < settings.retention_batch:
+            if count < settings.retention_batch or (stop is not None and stop.is_set()):
                 break
             await asyncio.sleep(0)  # let intake's commits through between batches
         deleted[table.name] = total
@@ -69,17 +79,25 @@ async def run_pass(
 
 
 async def run_forever(
-    engine: AsyncEngine, settings: Settings, metrics: Metrics, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    engine: AsyncEngine,
+    settings: Settings,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """A pass every ``retention_interval`` seconds until cancelled; a failed pass is logged and retried."""
-    while True:
+    """A pass every ``retention_interval`` seconds until ``stop`` is set; a failed pass is logged and retried.
+
+    Stopping is never a cancellation in the middle of a query: the batch in
+    progress commits, then the loop returns.
+    """
+    while not stop.is_set():
         try:
-            deleted = await run_pass(engine, settings, clock(), metrics)
+            deleted = await run_pass(engine, settings, clock(), metrics, stop)
             if any(deleted.values()):
                 log.info("retention deleted %s", ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
-        except asyncio.CancelledError:
-            raise
         except Exception as error:
             metrics.database_errors.labels(operation="retention").inc()
             log.warning("retention pass failed: %s: %s", type(error).__name__, error)
-        await asyncio.sleep(settings.retention_interval)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.retention_interval):
+                await stop.wait()

@@ -37,7 +37,9 @@ async def test_a_pass_deletes_what_is_older_than_each_window_and_never_presence(
 ) -> None:
     """Inbox after 7 days, messages and receipts after 90; users and sessions stay; any batch size."""
     await _history(api)
-    settings = make_settings(database_url).replace(retention_batch=batch)
+    settings = make_settings(database_url).replace(
+        retention_batch=batch, inbox_retention=timedelta(days=7), receipt_retention=timedelta(days=90)
+    )
     engine = create_async_engine(database_url)
     received = datetime.now(UTC)
     event_time = datetime.fromtimestamp(AT / 1000, UTC)

@@ -8,7 +8,6 @@ is migrated, when asked) and disposed of when it stops, committed work first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -80,13 +79,15 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
         await committer.start()
         app[ENGINE] = engine
         app[COMMITTER] = committer
-        expiring = asyncio.create_task(retention.run_forever(engine, settings, app[METRICS]), name="presence-retention")
+        stop_retention = asyncio.Event()
+        expiring = asyncio.create_task(
+            retention.run_forever(engine, settings, app[METRICS], stop_retention), name="presence-retention"
+        )
         try:
             yield
         finally:
-            expiring.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiring
+            stop_retention.set()  # the batch in progress commits; no query is cancelled mid-flight
+            await expiring
             await committer.close()
             await engine.dispose()
 
