@@ -1,0 +1,113 @@
+"""Many stored users, fast: seeding ``user_presence`` and ``user_session`` through SQL, not HTTP.
+
+Posting a million connection events would take longer than the benchmark
+itself, so the query-latency rows start from a database that ``presence
+migrate`` made and this module filled in one transaction. Every row holds what
+intake would have written (see ``presence/core/facts.py``):
+
+- ``status_key``, ``signal_key``, ``snapshot_key``: 25-byte order keys, 8 bytes
+  of the event time in milliseconds (big-endian), 1 tie byte (0 connected,
+  1 disconnected), 16 bytes standing for the event's digest (random, seeded);
+- instants in the text form SQLAlchemy's SQLite ``DateTime`` writes
+  (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC);
+- each user has one live session whose key equals the user's snapshot key (so
+  it is live), and every third user also has an older, ended session.
+
+Users are named ``big-user-0000000`` … so that :func:`uid` names any of them.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+START_MS = 1_795_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PLATFORMS = ("web", "android", "ios")
+
+
+def uid(number: int) -> str:
+    return f"big-user-{number:07d}"
+
+
+def _instant(ms: int) -> str:
+    # The hot loop of seeding: plain arithmetic within the day, then the date once per day.
+    day, in_day = divmod(ms, 86_400_000)
+    date = _dates.get(day)
+    if date is None:
+        date = _dates[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{date} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}000"
+
+
+_dates: dict[int, str] = {}
+
+
+def _key(at_ms: int, tie: int, digest: bytes) -> bytes:
+    return at_ms.to_bytes(8, "big") + bytes((tie,)) + digest
+
+
+def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+    rng = random.Random(seed)  # noqa: S311 - seeded test data, not secrets
+    for number in range(users):
+        name = uid(number)
+        connected_ms = START_MS + rng.randrange(0, 86_400_000)
+        at_ms = connected_ms + 3
+        key = _key(at_ms, 0, rng.randbytes(16))  # a digest is 16 bytes no other event shares
+        platform = PLATFORMS[number % 3]
+        at = _instant(at_ms)
+        user = (name, "online", at, key, at, key)
+        sessions: list[tuple[Any, ...]] = [
+            (name, f"{name}-s1", key, 1, f"{name}-d1", platform, _instant(connected_ms), None)
+        ]
+        if number % 3 == 0:
+            ended_ms = connected_ms - 600_000
+            old_key = _key(ended_ms, 1, rng.randbytes(16))
+            sessions.append(
+                (name, f"{name}-s0", old_key, 0, f"{name}-d0", "web", _instant(ended_ms - 60_000), _instant(ended_ms))
+            )
+        yield user, sessions
+
+
+def seed_sqlite(path: Path, users: int, *, seed: int = 1) -> int:
+    """Add ``users`` users (and their sessions) to the migrated SQLite database at ``path``; return sessions added."""
+    connection = sqlite3.connect(path)
+    sessions_added = 0
+    try:
+        connection.execute("PRAGMA synchronous=OFF")  # seeding is not measured; the data is checkpointed below
+        user_rows: list[tuple[Any, ...]] = []
+        session_rows: list[tuple[Any, ...]] = []
+        with connection:
+            for user, sessions in _rows(users, seed):
+                user_rows.append(user)
+                session_rows.extend(sessions)
+                if len(user_rows) >= 50_000:
+                    sessions_added += _flush(connection, user_rows, session_rows)
+            sessions_added += _flush(connection, user_rows, session_rows)
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return sessions_added
+
+
+def _flush(connection: sqlite3.Connection, users: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> int:
+    connection.executemany(
+        "INSERT INTO user_presence (uid, status, status_updated_at, status_key, last_seen_at, snapshot_key) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        users,
+    )
+    connection.executemany(
+        "INSERT INTO user_session (uid, session_id, signal_key, live, device_id, platform, connected_at, "
+        "disconnected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        sessions,
+    )
+    added = len(sessions)
+    users.clear()
+    sessions.clear()
+    return added
