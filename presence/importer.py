@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.writes import Writer
 from presence.intake.accept import Rejected, accept, outcome
 from presence.intake.committer import Accepted, Committer, IntakeRejected, IntakeUnavailable
 from presence.settings import Settings
@@ -104,13 +103,7 @@ async def import_lines(
         source = opened = _read(lines)
     else:
         source = iter(lines)
-    committer = Committer(
-        engine,
-        Writer(engine.dialect.name),
-        max_batch=settings.commit_max_batch,
-        queue_limit=settings.intake_queue_limit,
-        commit_timeout=settings.commit_timeout,
-    )
+    committer = Committer.for_settings(engine, settings)
     await committer.start()
     try:
         return await _Import(committer, settings, progress).run(source)

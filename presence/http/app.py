@@ -16,7 +16,6 @@ from aiohttp import web
 from presence import retention
 from presence.db.engine import create_engine
 from presence.db.schema import head_revision, upgrade
-from presence.db.writes import Writer
 from presence.http import api, ops
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
@@ -68,14 +67,7 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
         if migrate:
             await upgrade(engine)
             log.info("schema is at the newest revision")
-        committer = Committer(
-            engine,
-            Writer(engine.dialect.name),
-            max_batch=settings.commit_max_batch,
-            queue_limit=settings.intake_queue_limit,
-            commit_timeout=settings.commit_timeout,
-            metrics=app[METRICS],
-        )
+        committer = Committer.for_settings(engine, settings, app[METRICS])
         await committer.start()
         app[ENGINE] = engine
         app[COMMITTER] = committer

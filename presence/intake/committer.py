@@ -23,6 +23,7 @@ from presence.core.events import Event
 from presence.core.facts import changes_of
 from presence.db.writes import InboxRow, Writer
 from presence.metrics import Metrics
+from presence.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,18 @@ class Committer:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+
+    @classmethod
+    def for_settings(cls, engine: AsyncEngine, settings: Settings, metrics: Metrics | None = None) -> Committer:
+        """The committer ``/hook`` and ``presence import`` share, as the settings configure it."""
+        return cls(
+            engine,
+            Writer(engine.dialect.name),
+            max_batch=settings.commit_max_batch,
+            queue_limit=settings.intake_queue_limit,
+            commit_timeout=settings.commit_timeout,
+            metrics=metrics,
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="presence-committer")
