@@ -1280,7 +1280,8 @@ def report(bench: Bench, about: list[tuple[str, str]]) -> tuple[str, bool, bool]
             "",
             f"**Noise:** other processes used more than {NOISY_OTHERS_CPU:g}% of a core during "
             + ", ".join(noisy)
-            + "; those figures understate what this machine can do. Re-run when it is quiet, or use --repeat.",
+            + "; those figures understate what this machine can do. Re-run when it is quiet"
+            + ("." if bench.args.repeat > 1 else ", or with --repeat 3."),
         ]
     lines += ["", *bench.notes]
     for name, svg, raw in bench.profiler.reports:
@@ -1347,13 +1348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wrk is None:
         print("bench: wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)", file=sys.stderr)
         return 2
+    # Ctrl-C, and SIGINT or SIGTERM even when a shell started the run in the background with SIGINT ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     pin = pinning(args)
+    about = machine(args, pin, wrk)
     if pin.client:
         # This script's own work (sampling, counting rows, seeding) stays off the server's core too.
         os.sched_setaffinity(0, {args.client_core})
     workdir = Path(tempfile.mkdtemp(prefix="presence-bench-"))
-    about = machine(args, pin, wrk)
     with contextlib.ExitStack() as cleanup:
         if args.keep:
             log(f"keeping {workdir}")
