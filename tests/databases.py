@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db.schema import upgrade
@@ -88,10 +88,7 @@ class PostgresDatabases:
         return self._server.set(database=database).render_as_string(hide_password=False)
 
     async def _admin(self) -> asyncpg.Connection:
-        url = self._server
-        return await asyncpg.connect(
-            host=url.host, port=url.port, user=url.username, password=url.password, database=url.database, timeout=5
-        )
+        return await connect_postgres(self._server)
 
     async def prepare(self) -> None:
         admin = await self._admin()
@@ -121,6 +118,13 @@ class PostgresDatabases:
         await self.drop(self.url_of(self._template))
 
 
+async def connect_postgres(url: URL) -> asyncpg.Connection:
+    """A plain asyncpg connection to the server and database of an SQLAlchemy URL."""
+    return await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, database=url.database, timeout=5
+    )
+
+
 def postgres_server_url() -> str:
     return os.environ.get(POSTGRES_URL_VARIABLE) or DEFAULT_POSTGRES_URL
 
@@ -131,18 +135,8 @@ def postgres_required() -> bool:
 
 async def postgres_unreachable_reason(url: str) -> str | None:
     """Why PostgreSQL at ``url`` cannot be used for tests, or ``None`` if it can."""
-    parsed = make_url(url)
     try:
-        connection = await asyncio.wait_for(
-            asyncpg.connect(
-                host=parsed.host,
-                port=parsed.port,
-                user=parsed.username,
-                password=parsed.password,
-                database=parsed.database,
-            ),
-            timeout=5,
-        )
+        connection = await asyncio.wait_for(connect_postgres(make_url(url)), timeout=5)
     except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         return f"{type(error).__name__}: {error}"
     await connection.close()

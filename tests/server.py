@@ -26,11 +26,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from tests.api import API_TOKEN, HOOK_PASSWORD, HOOK_USERNAME
-from tests.databases import postgres_server_url
+from tests.databases import connect_postgres, postgres_server_url
 
 #: How long a server may take to answer ``/healthz`` (it migrates first).
 START_TIMEOUT = 30.0
@@ -250,14 +249,7 @@ async def empty_database(backend: str, directory: Path) -> AsyncIterator[str]:
         return
     server = make_url(postgres_server_url())
     name = f"presence_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=server.host,
-        port=server.port,
-        user=server.username,
-        password=server.password,
-        database=server.database,
-        timeout=5,
-    )
+    admin = await connect_postgres(server)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:
