@@ -50,6 +50,12 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.inline_read_fallbacks = Counter(
+            "presence_inline_read_fallbacks",
+            "SQLite lookups that left the event loop for the worker thread, by reason (over_budget, error).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.retention_deleted = Counter(
             "presence_retention_deleted_rows",
             "Rows deleted by retention, by table.",

@@ -8,6 +8,7 @@ no log line or traceback can show one.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Settings:
     retention_interval: float = 60.0
     #: Rows deleted per retention transaction: small enough never to hold up intake.
     retention_batch: int = 1000
+    #: Longest an SQLite point lookup may hold the event loop before it is run in the worker
+    #: thread instead (``presence.db.inline``); 0 always uses the thread.
+    inline_read_budget: float = 0.002
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -105,6 +109,7 @@ class Settings:
             receipt_retention=reader.duration("RECEIPT_RETENTION", defaults.receipt_retention),
             retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
             retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
+            inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),
         )
 
     def replace(self, **changes: object) -> Settings:
@@ -145,7 +150,7 @@ class _Reader:
             raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, *, zero: bool = False) -> float:
         raw = self.text(name)
         if raw is None:
             return default
@@ -153,8 +158,10 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
-        if not value > 0:
-            raise SettingsError(f"{PREFIX}{name} must be positive, got {raw!r}")
+        if zero and value == 0:
+            return value
+        if not (value > 0 and math.isfinite(value)):
+            raise SettingsError(f"{PREFIX}{name} must be {'0 or ' if zero else ''}positive, got {raw!r}")
         return value
 
     def duration(self, name: str, default: timedelta) -> timedelta:

@@ -64,5 +64,5 @@ def format_instant(moment: datetime | None) -> str | None:
     """``2026-11-21T10:15:30.123Z``; ``None`` stays ``None``."""
     if moment is None:
         return None
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # "2026-11-21T10:15:30.123+00:00" without its offset; about twice as fast as strftime.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

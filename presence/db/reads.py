@@ -7,11 +7,12 @@ snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.db.models import Instant, Message, Receipt, ReceiptWatermark, UserPresence, UserSession
@@ -88,44 +89,53 @@ class Stats:
     connections_by_platform: dict[str | None, int]
 
 
+#: A user's row and live sessions, in one query: a user with none has one row of NULL sessions.
+_PRESENCES_COLUMNS = (
+    UserPresence.uid,
+    UserPresence.status,
+    UserPresence.status_updated_at,
+    UserPresence.last_seen_at,
+    UserSession.session_id,
+    UserSession.device_id,
+    UserSession.platform,
+    UserSession.connected_at,
+)
+_CONNECTION_ORDER = (UserSession.connected_at.is_(None), UserSession.connected_at, UserSession.session_id)
+_WITH_LIVE_SESSIONS = select(*_PRESENCES_COLUMNS).outerjoin(
+    UserSession, and_(UserSession.uid == UserPresence.uid, _LIVE)
+)
+#: Built once: building a ``select()`` costs more than running it (statements below are reused likewise).
+PRESENCE_OF = _WITH_LIVE_SESSIONS.where(UserPresence.uid == bindparam("uid")).order_by(*_CONNECTION_ORDER)
+_PRESENCES_OF = _WITH_LIVE_SESSIONS.where(UserPresence.uid.in_(bindparam("uids", expanding=True))).order_by(
+    UserPresence.uid, *_CONNECTION_ORDER
+)
+
+
+def presences_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Presence]:
+    """Presences from rows of :data:`PRESENCE_OF`'s columns, grouped by uid, connections in their order."""
+    users: dict[str, tuple[Any, ...]] = {}
+    connections: dict[str, list[Connection]] = {}
+    for uid, status, status_updated_at, last_seen_at, session_id, device_id, platform, connected_at in rows:
+        if uid not in users:
+            users[uid] = (status, status_updated_at, last_seen_at)
+            connections[uid] = []
+        if session_id is not None:
+            connections[uid].append(Connection(session_id, device_id, platform, connected_at))
+    return {
+        uid: Presence(uid, status, status_updated_at, last_seen_at, tuple(connections[uid]))
+        for uid, (status, status_updated_at, last_seen_at) in users.items()
+    }
+
+
 async def presence_of(connection: AsyncConnection, uid: str) -> Presence | None:
-    return (await presences_of(connection, [uid])).get(uid)
+    return presences_from_rows(await connection.execute(PRESENCE_OF, {"uid": uid})).get(uid)
 
 
 async def presences_of(connection: AsyncConnection, uids: Sequence[str]) -> dict[str, Presence]:
-    """The presence of each known uid among ``uids``: two queries, whatever their number."""
+    """The presence of each known uid among ``uids``: one query, whatever their number."""
     if not uids:
         return {}
-    users = (
-        await connection.execute(
-            select(
-                UserPresence.uid, UserPresence.status, UserPresence.status_updated_at, UserPresence.last_seen_at
-            ).where(UserPresence.uid.in_(uids))
-        )
-    ).all()
-    if not users:
-        return {}
-    sessions = await connection.execute(
-        select(
-            UserSession.uid,
-            UserSession.session_id,
-            UserSession.device_id,
-            UserSession.platform,
-            UserSession.connected_at,
-        )
-        .join(UserPresence, UserPresence.uid == UserSession.uid)
-        .where(UserSession.uid.in_([u.uid for u in users]), _LIVE)
-        .order_by(UserSession.uid, UserSession.connected_at.is_(None), UserSession.connected_at, UserSession.session_id)
-    )
-    connections: dict[str, list[Connection]] = {}
-    for row in sessions:
-        connections.setdefault(row.uid, []).append(
-            Connection(row.session_id, row.device_id, row.platform, row.connected_at)
-        )
-    return {
-        u.uid: Presence(u.uid, u.status, u.status_updated_at, u.last_seen_at, tuple(connections.get(u.uid, ())))
-        for u in users
-    }
+    return presences_from_rows(await connection.execute(_PRESENCES_OF, {"uids": list(uids)}))
 
 
 async def list_users(
@@ -205,32 +215,45 @@ async def sessions_of(
     return SessionHistory(snapshot_key=snapshot_key, sessions=tuple(records))
 
 
+#: A message and, for each reader but its sender, the earliest receipt at or above it in its
+#: conversation (contract §4): one query; a message without receipts has one row with a NULL reader.
+RECEIPTS_OF = (
+    select(
+        Message.conversation_id,
+        Message.sender,
+        Receipt.reader_uid,
+        func.min(Receipt.at).label("delivered_at"),
+        func.min(case((Receipt.kind == "read", Receipt.at))).label("read_at"),
+    )
+    .outerjoin(
+        Receipt,
+        and_(
+            Receipt.conversation_id == Message.conversation_id,
+            Receipt.message_id >= Message.id,
+            or_(Message.sender.is_(None), Receipt.reader_uid != Message.sender),
+        ),
+    )
+    .where(Message.id == bindparam("message_id"))
+    .group_by(Message.conversation_id, Message.sender, Receipt.reader_uid)
+    .order_by(Receipt.reader_uid)
+)
+
+
+def receipts_from_rows(message_id: int, rows: Iterable[Sequence[Any]]) -> MessageReceipts | None:
+    """A message's receipts from rows of :data:`RECEIPTS_OF`'s columns; ``None`` without rows."""
+    found: MessageReceipts | None = None
+    receipts: list[ReaderReceipt] = []
+    for conversation_id, sender, reader_uid, delivered_at, read_at in rows:
+        if found is None:
+            found = MessageReceipts(message_id, conversation_id, sender, ())
+        if reader_uid is not None:
+            receipts.append(ReaderReceipt(uid=reader_uid, delivered_at=delivered_at, read_at=read_at))
+    return None if found is None else replace(found, receipts=tuple(receipts))
+
+
 async def receipts_of(connection: AsyncConnection, message_id: int) -> MessageReceipts | None:
     """Contract §4: for each reader, the earliest receipt at or above the message in its conversation."""
-    message = (
-        await connection.execute(select(Message.conversation_id, Message.sender).where(Message.id == message_id))
-    ).one_or_none()
-    if message is None:
-        return None
-    query = (
-        select(
-            Receipt.reader_uid,
-            func.min(Receipt.at).label("delivered_at"),
-            func.min(case((Receipt.kind == "read", Receipt.at))).label("read_at"),
-        )
-        .where(Receipt.conversation_id == message.conversation_id, Receipt.message_id >= message_id)
-        .group_by(Receipt.reader_uid)
-        .order_by(Receipt.reader_uid)
-    )
-    if message.sender is not None:
-        query = query.where(Receipt.reader_uid != message.sender)
-    rows = (await connection.execute(query)).all()
-    return MessageReceipts(
-        message_id=message_id,
-        conversation_id=message.conversation_id,
-        sender=message.sender,
-        receipts=tuple(ReaderReceipt(uid=r.reader_uid, delivered_at=r.delivered_at, read_at=r.read_at) for r in rows),
-    )
+    return receipts_from_rows(message_id, await connection.execute(RECEIPTS_OF, {"message_id": message_id}))
 
 
 async def watermarks_of(connection: AsyncConnection, conversation_id: str) -> list[ReaderWatermark] | None:

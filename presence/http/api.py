@@ -17,7 +17,7 @@ from presence.db import reads
 from presence.http.auth import require_api_token
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError, json_response
-from presence.http.keys import CURSOR_KEY, ENGINE, SETTINGS
+from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
 from presence.http.views import (
     presence_json,
     receipts_json,
@@ -39,8 +39,7 @@ async def get_presence(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
     presence = None
     if is_storable_id(uid):
-        async with request.app[ENGINE].connect() as connection:
-            presence = await reads.presence_of(connection, uid)
+        presence = await request.app[LOOKUPS].presence(uid)
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
     return json_response(presence_json(presence))
@@ -112,8 +111,7 @@ async def get_message_receipts(request: web.Request) -> web.Response:
     message_id = parse_message_id(raw_id)
     message = None
     if message_id is not None:
-        async with request.app[ENGINE].connect() as connection:
-            message = await reads.receipts_of(connection, message_id)
+        message = await request.app[LOOKUPS].receipts(message_id)
     if message is None:
         raise ApiError(404, "not_found", f"no message or receipt has named message {raw_id!r}")
     return json_response(receipts_json(message))

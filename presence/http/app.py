@@ -15,12 +15,13 @@ from aiohttp import web
 
 from presence import retention
 from presence.db.engine import create_engine
+from presence.db.inline import Lookups
 from presence.db.schema import head_revision, upgrade
 from presence.http import api, ops
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, METRICS, SETTINGS
+from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, LOOKUPS, METRICS, SETTINGS
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.metrics import Metrics
@@ -71,6 +72,8 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
         await committer.start()
         app[ENGINE] = engine
         app[COMMITTER] = committer
+        lookups = Lookups(engine, budget=settings.inline_read_budget, metrics=app[METRICS])
+        app[LOOKUPS] = lookups
         stop_retention = asyncio.Event()
         expiring = asyncio.create_task(
             retention.run_forever(engine, settings, app[METRICS], stop_retention), name="presence-retention"
@@ -81,6 +84,7 @@ def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None
             stop_retention.set()  # the batch in progress commits; no query is cancelled mid-flight
             await expiring
             await committer.close()
+            lookups.close()
             await engine.dispose()
 
     return storage

@@ -1,0 +1,187 @@
+"""The hottest point lookups, answered on the event loop's own thread where the backend allows.
+
+On SQLite, aiosqlite runs every statement in a worker thread, and the hops there
+and back (a queue, a wake-up, a callback into the loop, for each call) cost
+many times what an indexed lookup costs SQLite itself. :class:`Lookups` keeps one
+stdlib ``sqlite3`` connection for the loop's thread, read-only and in
+autocommit, and runs ``GET /users/{uid}/presence`` and
+``GET /messages/{id}/receipts`` on it directly. In WAL mode a reader never waits
+for the writer, and each statement is its own read transaction, so it sees
+every commit acknowledged before it started.
+
+A lookup must never hold the loop: each runs under a budget. SQLite's progress
+handler interrupts one that runs longer than ``budget`` seconds (a cold page
+cache, a conversation with a very long history), and it is answered the
+ordinary way instead, in the worker thread. Any other SQLite error takes the
+same way, where it becomes the usual ``503``. On PostgreSQL, or with a budget of
+0, every lookup takes the ordinary way.
+
+The SQL is compiled from the statements of :mod:`presence.db.reads`, and rows are
+converted by SQLAlchemy's own result processors for the dialect, so both ways
+give the same answer by construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Dialect, Select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import TypeEngine
+
+from presence.db import reads
+from presence.db.models import Instant
+from presence.db.reads import MessageReceipts, Presence
+from presence.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: SQLite calls the progress handler every this many virtual-machine instructions.
+PROGRESS_STEP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledQuery:
+    """A statement as one dialect's SQL text, with how to bind it and how to read its rows."""
+
+    sql: str
+    #: Parameter names in the order of the SQL's placeholders.
+    names: tuple[str, ...]
+    #: Values of the statement's own literals (``kind = 'read'``), bound like parameters.
+    defaults: Mapping[str, Any]
+    #: The dialect's result processor of each column, ``None`` where the driver's value is final.
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> CompiledQuery:
+        compiled = statement.compile(dialect=dialect)
+        positions = compiled.positiontup
+        if positions is None:
+            raise ValueError(f"the {dialect.name} dialect does not bind by position")
+        required = {name for name, bind in compiled.binds.items() if bind.required}
+        values = compiled.construct_params(dict.fromkeys(required))
+        return cls(
+            sql=str(compiled),
+            names=tuple(positions),
+            defaults={name: value for name, value in values.items() if name not in required},
+            processors=tuple(_processor(column.type, dialect) for column in statement.selected_columns),
+        )
+
+    def parameters(self, **given: Any) -> tuple[Any, ...]:
+        values = {**self.defaults, **given}
+        return tuple(values[name] for name in self.names)
+
+    def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        pairs = [(index, process) for index, process in enumerate(self.processors) if process is not None]
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, process in pairs:
+                if values[index] is not None:
+                    values[index] = process(values[index])
+            converted.append(tuple(values))
+        return converted
+
+
+class Lookups:
+    """``presence`` and ``receipts`` of one engine: inline on SQLite within a budget, else the ordinary way."""
+
+    def __init__(self, engine: AsyncEngine, *, budget: float, metrics: Metrics | None = None) -> None:
+        self._engine = engine
+        self._budget = budget
+        self._metrics = metrics
+        self._path = _sqlite_file(engine) if budget > 0 else None
+        self._connection: sqlite3.Connection | None = None
+        self._deadline = 0.0
+        dialect = engine.dialect
+        self._presence = CompiledQuery.of(reads.PRESENCE_OF, dialect)
+        self._receipts = CompiledQuery.of(reads.RECEIPTS_OF, dialect)
+
+    @property
+    def inline(self) -> bool:
+        """Whether lookups are tried on the loop's thread first."""
+        return self._path is not None
+
+    async def presence(self, uid: str) -> Presence | None:
+        rows = self._inline(self._presence, uid=uid)
+        if rows is not None:
+            return reads.presences_from_rows(rows).get(uid)
+        async with self._engine.connect() as connection:
+            return await reads.presence_of(connection, uid)
+
+    async def receipts(self, message_id: int) -> MessageReceipts | None:
+        rows = self._inline(self._receipts, message_id=message_id)
+        if rows is not None:
+            return reads.receipts_from_rows(message_id, rows)
+        async with self._engine.connect() as connection:
+            return await reads.receipts_of(connection, message_id)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _inline(self, query: CompiledQuery, **given: Any) -> list[tuple[Any, ...]] | None:
+        """The rows of ``query``, or ``None`` when it must take the ordinary way."""
+        if self._path is None:
+            return None
+        try:
+            connection = self._connection or self._connect(self._path)
+            self._deadline = time.perf_counter() + self._budget
+            rows = connection.execute(query.sql, query.parameters(**given)).fetchall()
+        except sqlite3.Error as error:
+            over_budget = time.perf_counter() >= self._deadline and "interrupt" in str(error)
+            reason = "over_budget" if over_budget else "error"
+            if not over_budget:
+                log.info("inline lookup failed (%s); asking the pool instead", error)
+                self.close()  # a fresh connection next time, should this one be broken
+            if self._metrics is not None:
+                self._metrics.inline_read_fallbacks.labels(reason=reason).inc()
+            return None
+        return query.convert(rows)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        # mode=rw: never create a database file that is not there; query_only: never write.
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None)
+        try:
+            connection.execute("PRAGMA query_only=ON")
+            # A lookup that would wait for a lock is better answered by the pool, which may wait.
+            connection.execute("PRAGMA busy_timeout=0")
+            connection.set_progress_handler(self._over_budget, PROGRESS_STEP)
+        except sqlite3.Error:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _over_budget(self) -> bool:
+        return time.perf_counter() >= self._deadline
+
+
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(type_, Instant) and dialect.name == "sqlite":
+        return _sqlite_instant
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _sqlite_instant(stored: str) -> datetime:
+    """What :class:`Instant` reads from SQLite (UTC text, ``2026-11-21 10:15:30.123000``), without
+    SQLAlchemy's regular expression: several times faster, and the same value (``tests/test_inline.py``)."""
+    return datetime.fromisoformat(stored + "+00:00")
+
+
+def _sqlite_file(engine: AsyncEngine) -> Path | None:
+    """The database file of an SQLite engine; ``None`` for other backends and in-memory databases."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") or url.query.get("mode") == "memory":
+        return None  # URI filenames are the pool's business alone
+    return Path(url.database).resolve()

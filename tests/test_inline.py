@@ -1,0 +1,157 @@
+"""SQLite point lookups on the event loop's thread (``presence.db.inline``): the same answers, never a held loop."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from presence.core.facts import Changes, MessageFact, ReceiptFact, message_claim
+from presence.db import reads
+from presence.db.inline import Lookups
+from presence.db.writes import Writer
+from presence.intake.accept import accept
+from presence.intake.committer import Committer
+from presence.metrics import Metrics
+from presence.settings import Settings, SettingsError
+from tests.databases import SqliteDatabases
+from tests.histories import History, deliveries, histories
+
+CONVERSATION = "alice_user_bob"
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+@pytest.fixture
+async def engine(sqlite_databases: SqliteDatabases) -> AsyncIterator[AsyncEngine]:
+    url = await sqlite_databases.fresh()
+    engine = create_async_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await sqlite_databases.drop(url)
+
+
+def fallbacks(metrics: Metrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value("presence_inline_read_fallbacks_total", {"reason": reason})
+    return value or 0.0
+
+
+async def pool_presence(engine: AsyncEngine, uid: str) -> reads.Presence | None:
+    async with engine.connect() as connection:
+        return await reads.presence_of(connection, uid)
+
+
+async def pool_receipts(engine: AsyncEngine, message_id: int) -> reads.MessageReceipts | None:
+    async with engine.connect() as connection:
+        return await reads.receipts_of(connection, message_id)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), history=histories())
+async def test_inline_lookups_answer_as_the_pool_does(
+    sqlite_databases: SqliteDatabases, data: st.DataObject, history: History
+) -> None:
+    url = await sqlite_databases.fresh()
+    engine = create_async_engine(url)
+    metrics = Metrics()
+    lookups = Lookups(engine, budget=1.0, metrics=metrics)
+    committer = Committer(engine, Writer("sqlite"), max_batch=8, queue_limit=1000, commit_timeout=5.0)
+    await committer.start()
+    try:
+        for body in data.draw(deliveries(history.bodies)):
+            await committer.submit(accept(orjson.dumps(body), received_at=NOW))
+        assert lookups.inline
+        for uid in [*history.uids, "nobody"]:
+            assert await lookups.presence(uid) == await pool_presence(engine, uid)
+        for message_id in [*map(int, history.message_ids), 10**15]:
+            assert await lookups.receipts(message_id) == await pool_receipts(engine, message_id)
+        assert fallbacks(metrics, "over_budget") == fallbacks(metrics, "error") == 0
+    finally:
+        await committer.close()
+        lookups.close()
+        await engine.dispose()
+        await sqlite_databases.drop(url)
+
+
+async def test_a_lookup_over_its_budget_leaves_the_loop_and_still_answers(engine: AsyncEngine) -> None:
+    """A long conversation makes the receipts query long: a tiny budget interrupts it, the pool answers."""
+    await _seed_long_conversation(engine, receipts=3000)
+    metrics = Metrics()
+    tight = Lookups(engine, budget=1e-6, metrics=metrics)
+    roomy = Lookups(engine, budget=10.0, metrics=metrics)
+    try:
+        expected = await pool_receipts(engine, 1)
+        assert expected is not None
+        assert len(expected.receipts) == 3000
+
+        assert await tight.receipts(1) == expected
+        assert fallbacks(metrics, "over_budget") == 1
+
+        assert await roomy.receipts(1) == expected
+        assert fallbacks(metrics, "over_budget") == 1  # answered inline, within its budget
+    finally:
+        tight.close()
+        roomy.close()
+
+
+async def test_an_inline_failure_is_answered_by_the_pool(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    await _seed_long_conversation(engine, receipts=3)
+    metrics = Metrics()
+    lookups = Lookups(engine, budget=1.0, metrics=metrics)
+    expected = await pool_receipts(engine, 1)
+
+    def broken(*_args: Any, **_kwargs: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", broken)
+    assert await lookups.receipts(1) == expected
+    assert fallbacks(metrics, "error") == 1
+
+    monkeypatch.undo()  # the next lookup opens its connection again, and answers inline
+    assert await lookups.receipts(1) == expected
+    assert fallbacks(metrics, "error") == 1
+    lookups.close()
+
+
+async def test_a_budget_of_zero_never_reads_inline(engine: AsyncEngine) -> None:
+    lookups = Lookups(engine, budget=0, metrics=Metrics())
+    assert not lookups.inline
+    assert await lookups.receipts(1) is None
+
+
+def test_an_in_memory_database_is_never_read_inline() -> None:
+    engine = create_async_engine("sqlite+aiosqlite://")
+    assert not Lookups(engine, budget=1.0).inline
+
+
+@pytest.mark.parametrize(("raw", "budget"), [("0", 0.0), ("0.01", 0.01), (None, 0.002)])
+def test_the_budget_is_a_setting(raw: str | None, budget: float) -> None:
+    environ = {} if raw is None else {"PRESENCE_INLINE_READ_BUDGET": raw}
+    assert Settings.from_env(environ).inline_read_budget == budget
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "inf", "nan"])
+def test_a_bad_budget_is_refused_in_one_line(raw: str) -> None:
+    with pytest.raises(SettingsError, match="PRESENCE_INLINE_READ_BUDGET must be "):
+        Settings.from_env({"PRESENCE_INLINE_READ_BUDGET": raw})
+
+
+async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None:
+    """Message 1 of bob's, then ``receipts`` readers who each read a later message of the conversation."""
+    changes = Changes()
+    changes.messages[1] = MessageFact(1, message_claim(1, CONVERSATION, "bob"), CONVERSATION, "bob", 1000, 1000)
+    for n in range(receipts):
+        reader = f"reader-{n:05d}"
+        changes.receipts[(CONVERSATION, reader, "read", 2 + n)] = ReceiptFact(
+            CONVERSATION, reader, "read", 2 + n, 2000 + n
+        )
+    async with engine.begin() as connection:
+        await Writer("sqlite").apply(connection, changes)
