@@ -32,7 +32,7 @@ Progress = Callable[[int, int], None]
 
 
 async def rebuild(engine: AsyncEngine, *, batch_size: int = 2000, progress: Progress | None = None) -> RebuildSummary:
-    writer = Writer(engine.dialect.name)
+    writer = Writer(engine.dialect)
     replayed = unreadable = 0
     async with engine.begin() as connection:
         total = (await connection.execute(select(func.count()).select_from(InboxEvent))).scalar_one()

@@ -23,10 +23,11 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence.core.facts import Changes
 from presence.db.engine import create_engine
-from presence.db.writes import InboxRow, Writer
+from presence.db.writes import InboxRow, Statement, Writer
 from presence.http.app import create_app
 from presence.importer import ImportInterrupted, ImportSummary, import_lines
 from presence.settings import Settings
@@ -285,16 +286,30 @@ async def test_an_oversized_line_is_rejected_as_hook_would(engine: AsyncEngine, 
 MARKER = "the-database-refuses-this"
 
 
-def failing_append(error: Exception, *, when: list[bool] | None = None) -> Any:
-    """A Writer.append_inbox that raises ``error`` for a batch holding a row with MARKER (while ``when[0]``)."""
-    original = Writer.append_inbox
+def failing_statements(error: Exception, *, when: list[bool]) -> Any:
+    """A Writer.statements that raises ``error`` for a batch holding a row with MARKER (while ``when[0]``)."""
+    original = Writer.statements
 
-    async def append_inbox(self: Writer, connection: AsyncConnection, rows: Sequence[InboxRow]) -> None:
-        if any(MARKER in row.body for row in rows) and (when is None or when[0]):
+    def statements(self: Writer, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
+        if any(MARKER in row.body for row in inbox) and when[0]:
             raise error
-        await original(self, connection, rows)
+        return original(self, inbox, changes)
 
-    return append_inbox
+    return statements
+
+
+async def refuse_marker(engine: AsyncEngine) -> None:
+    """Make the database itself refuse, as a constraint violation, every inbox row holding MARKER."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_marker BEFORE INSERT ON inbox_event "
+                f"WHEN instr(NEW.body, '{MARKER}') > 0 BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+            )
+        else:
+            await connection.exec_driver_sql(
+                f"ALTER TABLE inbox_event ADD CONSTRAINT refuse_marker CHECK (strpos(body, '{MARKER}') = 0)"
+            )
 
 
 def user_line(uid: str) -> bytes:
@@ -303,11 +318,10 @@ def user_line(uid: str) -> bytes:
 
 
 async def test_a_line_the_database_refuses_is_rejected_and_its_neighbours_committed(
-    database_url: str, engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    database_url: str, engine: AsyncEngine, settings: Settings
 ) -> None:
     """§7: when the database refuses one event of a batch, only that line is rejected, by number."""
-    refusal = exc.IntegrityError("INSERT INTO inbox_event …", {}, Exception("refused for the test"))
-    monkeypatch.setattr(Writer, "append_inbox", failing_append(refusal))
+    await refuse_marker(engine)
     lines = [user_line(f"u-{n}") for n in range(1, 7)]
     lines[3] = user_line(MARKER)
 
@@ -332,7 +346,7 @@ async def test_an_outage_stops_the_import_and_importing_again_completes_it(
     lines[20] = user_line(MARKER)
     outage = [True]
     monkeypatch.setattr(
-        Writer, "append_inbox", failing_append(exc.OperationalError("BEGIN", {}, Exception("gone")), when=outage)
+        Writer, "statements", failing_statements(exc.OperationalError("BEGIN", {}, Exception("gone")), when=outage)
     )
     small = settings.replace(commit_max_batch=2)
 

@@ -21,6 +21,7 @@ from presence.intake.accept import accept
 from presence.intake.committer import Committer
 from presence.metrics import Metrics
 from presence.settings import Settings, SettingsError
+from tests.api import make_settings
 from tests.databases import SqliteDatabases
 from tests.histories import History, deliveries, histories
 
@@ -63,7 +64,7 @@ async def test_inline_lookups_answer_as_the_pool_does(
     engine = create_async_engine(url)
     metrics = Metrics()
     lookups = Lookups(engine, budget=1.0, metrics=metrics)
-    committer = Committer(engine, Writer("sqlite"), max_batch=8, queue_limit=1000, commit_timeout=5.0)
+    committer = Committer.for_settings(engine, make_settings(url).replace(commit_max_batch=8))
     await committer.start()
     try:
         for body in data.draw(deliveries(history.bodies)):
@@ -154,4 +155,4 @@ async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None
             CONVERSATION, reader, "read", 2 + n, 2000 + n
         )
     async with engine.begin() as connection:
-        await Writer("sqlite").apply(connection, changes)
+        await Writer(engine.dialect).apply(connection, changes)

@@ -41,7 +41,7 @@ async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEn
 
 
 async def _apply(engine: AsyncEngine, bodies: list[dict[str, Any]]) -> None:
-    writer = Writer(engine.dialect.name)
+    writer = Writer(engine.dialect)
     for body in bodies:
         async with engine.begin() as connection:
             await writer.apply(connection, changes_of([parse_event(body)]))
@@ -127,7 +127,7 @@ async def test_a_writer_blocked_on_a_row_lock_keeps_the_newer_event(
         older = payloads.connection("racer", "connected", BASE_MS + 1000, session, connections=[session])
         newer = payloads.connection("racer", "disconnected", BASE_MS + 2000, session, connections=[])
         early, late = (newer, older) if first_is_newer else (older, newer)
-        writer = Writer("postgresql")
+        writer = Writer(first.dialect)
         async with first.begin() as holder:
             await writer.apply(holder, changes_of([parse_event(early)]))
             blocked = asyncio.create_task(_apply(second, [late]))

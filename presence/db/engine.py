@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.settings import Settings
+
+#: How long an SQLite connection waits for another's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -37,7 +41,21 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # first: the others may wait for a lock
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of a fixed set, checked by Settings
-        cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
+
+
+def sqlite_file(engine: AsyncEngine) -> Path | None:
+    """The database file of an SQLite engine, for connections of our own beside the pool's.
+
+    ``None`` for other backends, in-memory databases and URI filenames, which only the
+    pool's connections can be trusted to open as the operator meant.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:") or url.query.get("uri") or url.query.get("mode") == "memory":
+        return None
+    return Path(url.database).resolve()

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeEngine
 
 from presence.db import reads
+from presence.db.engine import sqlite_file
 from presence.db.models import Instant
 from presence.db.reads import MessageReceipts, Presence
 from presence.metrics import Metrics
@@ -97,7 +98,7 @@ class Lookups:
         self._engine = engine
         self._budget = budget
         self._metrics = metrics
-        self._path = _sqlite_file(engine) if budget > 0 else None
+        self._path = sqlite_file(engine) if budget > 0 else None
         self._connection: sqlite3.Connection | None = None
         self._deadline = 0.0
         dialect = engine.dialect
@@ -175,13 +176,3 @@ def _sqlite_instant(stored: str) -> datetime:
     """What :class:`Instant` reads from SQLite (UTC text, ``2026-11-21 10:15:30.123000``), without
     SQLAlchemy's regular expression: several times faster, and the same value (``tests/test_inline.py``)."""
     return datetime.fromisoformat(stored + "+00:00")
-
-
-def _sqlite_file(engine: AsyncEngine) -> Path | None:
-    """The database file of an SQLite engine; ``None`` for other backends and in-memory databases."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    if url.database.startswith("file:") or url.query.get("mode") == "memory":
-        return None  # URI filenames are the pool's business alone
-    return Path(url.database).resolve()

@@ -11,12 +11,13 @@ the name of the two-argument maximum; both live in :class:`Dialect`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
+from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,43 +49,109 @@ class InboxRow:
     body: str
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement in the driver's own SQL, and the rows to execute it with (an executemany)."""
+
+    sql: str
+    rows: list[tuple[Any, ...]]
+
+
+class _Compiled:
+    """An upsert compiled once for a dialect: SQLAlchemy builds the SQL, never each row's parameters."""
+
+    def __init__(self, statement: Insert, dialect: SADialect, columns: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
+        if compiled.positiontup is None:
+            raise ValueError(f"the {dialect.name} dialect does not bind by position")
+        self.sql = str(compiled)
+        #: Column names in the order of the SQL's placeholders.
+        self.names = tuple(compiled.positiontup)
+
+    def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        names = self.names
+        return [tuple(row[name] for name in names) for row in values]
+
+
 class Writer:
-    """The statements of one backend, built once per engine."""
+    """The statements of one backend, compiled once per engine.
 
-    def __init__(self, dialect_name: str) -> None:
-        dialect = Dialect.named(dialect_name)
-        self._inbox = insert(table_of(InboxEvent))
-        self._user = _user_upsert(dialect)
-        self._session = _session_upsert(dialect)
-        self._message = _message_upsert(dialect)
-        self._receipt = _receipt_upsert(dialect)
-        self._watermark = _watermark_upsert(dialect)
+    :meth:`statements` turns a batch into the driver's SQL and parameter tuples, values
+    already in the form the driver takes, so executing them costs SQLAlchemy nothing per
+    row. On SQLite an instant is text in the format of SQLAlchemy's ``DATETIME``
+    (``2026-11-21 10:15:30.123000``), on PostgreSQL a timezone-aware ``datetime``: what
+    :class:`presence.db.models.Instant` would bind (``tests/test_writes.py`` checks it).
+    """
 
-    async def append_inbox(self, connection: AsyncConnection, rows: Sequence[InboxRow]) -> None:
-        if rows:
-            await connection.execute(
-                self._inbox, [{"received_at": r.received_at, "trigger": r.trigger, "body": r.body} for r in rows]
-            )
+    def __init__(self, dialect: SADialect) -> None:
+        backend = Dialect.named(dialect.name)
+        self._instant: Callable[[int], Any] = sqlite_instant if dialect.name == "sqlite" else ms_to_datetime
+        self._moment: Callable[[datetime], Any] = (
+            _sqlite_moment if dialect.name == "sqlite" else (lambda moment: moment.astimezone(UTC))
+        )
+        self._inbox = _Compiled(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
+        self._user = _Compiled(_user_upsert(backend), dialect)
+        self._session = _Compiled(_session_upsert(backend), dialect)
+        self._message = _Compiled(_message_upsert(backend), dialect)
+        self._receipt = _Compiled(_receipt_upsert(backend), dialect)
+        self._watermark = _Compiled(_watermark_upsert(backend), dialect)
+
+    def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
+        """The inbox rows, then the joined facts, each table's rows in key order.
+
+        Users come before sessions, and every table's rows are sorted by key: on PostgreSQL
+        the user row's lock orders every writer of that user's sessions, and two transactions
+        touching the same rows take their locks in one order.
+        """
+        instant, moment = self._instant, self._moment
+        optional = self._optional_instant
+        statements = []
+        if inbox:
+            rows = ({"received_at": moment(r.received_at), "trigger": r.trigger, "body": r.body} for r in inbox)
+            statements.append(self._of(self._inbox, rows))
+        if changes.users:
+            users = (changes.users[k] for k in sorted(changes.users))
+            statements.append(self._of(self._user, (_user_row(f, instant, optional) for f in users)))
+        if changes.sessions:
+            sessions = (changes.sessions[k] for k in sorted(changes.sessions))
+            statements.append(self._of(self._session, (_session_row(f, optional) for f in sessions)))
+        if changes.messages:
+            messages = (changes.messages[k] for k in sorted(changes.messages))
+            statements.append(self._of(self._message, (_message_row(f, optional) for f in messages)))
+        if changes.receipts:
+            receipts = (changes.receipts[k] for k in sorted(changes.receipts))
+            statements.append(self._of(self._receipt, (_mark_row(f, instant) for f in receipts)))
+        if changes.watermarks:
+            watermarks = (changes.watermarks[k] for k in sorted(changes.watermarks))
+            statements.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
+        return statements
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
-        # Users before sessions: on PostgreSQL the user row's lock orders every
-        # writer of that user's sessions.
-        if changes.users:
-            await connection.execute(self._user, [_user_row(changes.users[k]) for k in sorted(changes.users)])
-        if changes.sessions:
-            await connection.execute(
-                self._session, [_session_row(changes.sessions[k]) for k in sorted(changes.sessions)]
-            )
-        if changes.messages:
-            await connection.execute(
-                self._message, [_message_row(changes.messages[k]) for k in sorted(changes.messages)]
-            )
-        if changes.receipts:
-            await connection.execute(self._receipt, [_mark_row(changes.receipts[k]) for k in sorted(changes.receipts)])
-        if changes.watermarks:
-            await connection.execute(
-                self._watermark, [_mark_row(changes.watermarks[k]) for k in sorted(changes.watermarks)]
-            )
+        """Write ``changes`` in the transaction of ``connection`` (``presence rebuild``, tests)."""
+        await execute(connection, self.statements((), changes))
+
+    def _optional_instant(self, ms: int | None) -> Any:
+        return None if ms is None else self._instant(ms)
+
+    @staticmethod
+    def _of(compiled: _Compiled, rows: Iterable[dict[str, Any]]) -> Statement:
+        return Statement(compiled.sql, compiled.rows(rows))
+
+
+async def execute(connection: AsyncConnection, statements: Sequence[Statement]) -> None:
+    """Run ``statements`` through SQLAlchemy's connection, as the driver's own SQL."""
+    for statement in statements:
+        await connection.exec_driver_sql(statement.sql, statement.rows)
+
+
+def sqlite_instant(ms: int) -> str:
+    """Milliseconds since the epoch as SQLAlchemy's SQLite ``DATETIME`` stores an :class:`Instant`."""
+    return _sqlite_moment(ms_to_datetime(ms))
+
+
+def _sqlite_moment(moment: datetime) -> str:
+    # "2026-11-21T10:15:30.123000+00:00" -> "2026-11-21 10:15:30.123000"
+    return moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:-6]
 
 
 def _user_upsert(dialect: Dialect) -> Insert:
@@ -160,22 +227,18 @@ def _watermark_upsert(dialect: Dialect) -> Insert:
     )
 
 
-def _instant(ms: int | None) -> datetime | None:
-    return None if ms is None else ms_to_datetime(ms)
-
-
-def _user_row(fact: UserFact) -> dict[str, Any]:
+def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]) -> dict[str, Any]:
     return {
         "uid": fact.uid,
         "status": fact.status,
-        "status_updated_at": _instant(fact.status_updated_at_ms),
+        "status_updated_at": optional(fact.status_updated_at_ms),
         "status_key": fact.status_key,
-        "last_seen_at": ms_to_datetime(fact.last_seen_at_ms),
+        "last_seen_at": instant(fact.last_seen_at_ms),
         "snapshot_key": fact.snapshot_key,
     }
 
 
-def _session_row(fact: SessionFact) -> dict[str, Any]:
+def _session_row(fact: SessionFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
     return {
         "uid": fact.uid,
         "session_id": fact.session_id,
@@ -183,28 +246,28 @@ def _session_row(fact: SessionFact) -> dict[str, Any]:
         "live": fact.live,
         "device_id": fact.device_id,
         "platform": fact.platform,
-        "connected_at": _instant(fact.connected_at_ms),
-        "disconnected_at": _instant(fact.disconnected_at_ms),
+        "connected_at": optional(fact.connected_at_ms),
+        "disconnected_at": optional(fact.disconnected_at_ms),
     }
 
 
-def _message_row(fact: MessageFact) -> dict[str, Any]:
+def _message_row(fact: MessageFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
     return {
         "id": fact.message_id,
         "claim": fact.claim,
         "conversation_id": fact.conversation_id,
         "sender": fact.sender,
-        "sent_at": _instant(fact.sent_at_ms),
-        "noted_at": _instant(fact.noted_at_ms),
+        "sent_at": optional(fact.sent_at_ms),
+        "noted_at": optional(fact.noted_at_ms),
     }
 
 
-def _mark_row(fact: ReceiptFact | WatermarkFact) -> dict[str, Any]:
+def _mark_row(fact: ReceiptFact | WatermarkFact, instant: Callable[[int], Any]) -> dict[str, Any]:
     """A receipt and a watermark have the same columns; only their joins differ."""
     return {
         "conversation_id": fact.conversation_id,
         "reader_uid": fact.reader,
         "kind": fact.kind,
         "message_id": fact.message_id,
-        "at": ms_to_datetime(fact.at_ms),
+        "at": instant(fact.at_ms),
     }

@@ -5,6 +5,8 @@ when the transaction that holds it has committed. One task drains the queue:
 whatever arrived while the previous commit was in flight goes into the next
 transaction, so under load one commit (and one fsync) acknowledges many events.
 Within a batch the pure core joins the facts first, so each row is written once.
+The statements are built on the event loop and run as one transaction by
+:mod:`presence.db.transactions` (on SQLite, one hop to the writer thread).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.events import Event
 from presence.core.facts import changes_of
+from presence.db.transactions import Transactions, transactions_for
 from presence.db.writes import InboxRow, Writer
 from presence.metrics import Metrics
 from presence.settings import Settings
@@ -56,9 +60,11 @@ class _Pending:
 
 
 class Committer:
+    """Owns its :class:`Transactions`: :meth:`close` closes them."""
+
     def __init__(
         self,
-        engine: AsyncEngine,
+        transactions: Transactions,
         writer: Writer,
         *,
         max_batch: int,
@@ -66,7 +72,7 @@ class Committer:
         commit_timeout: float,
         metrics: Metrics | None = None,
     ) -> None:
-        self._engine = engine
+        self._transactions = transactions
         self._writer = writer
         self._max_batch = max_batch
         self._queue_limit = queue_limit
@@ -80,8 +86,8 @@ class Committer:
     def for_settings(cls, engine: AsyncEngine, settings: Settings, metrics: Metrics | None = None) -> Committer:
         """The committer ``/hook`` and ``presence import`` share, as the settings configure it."""
         return cls(
-            engine,
-            Writer(engine.dialect.name),
+            transactions_for(engine, settings),
+            Writer(engine.dialect),
             max_batch=settings.commit_max_batch,
             queue_limit=settings.intake_queue_limit,
             commit_timeout=settings.commit_timeout,
@@ -95,6 +101,7 @@ class Committer:
         """Commit what is queued, then stop; what is still queued after two commit timeouts is answered 503."""
         self._closing = True
         if self._task is None:
+            await self._transactions.close()
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2 * self._commit_timeout):
@@ -106,6 +113,7 @@ class Committer:
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
         _settle(left, IntakeUnavailable("the service stopped before this event was committed"))
+        await self._transactions.close()
 
     async def submit(self, item: Accepted) -> None:
         """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not."""
@@ -161,11 +169,10 @@ class Committer:
 
     async def _commit(self, items: Sequence[Accepted]) -> None:
         changes = changes_of(item.event for item in items)
+        statements = self._writer.statements([item.inbox for item in items], changes)
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as connection:
-                    await self._writer.append_inbox(connection, [item.inbox for item in items])
-                    await self._writer.apply(connection, changes)
+                await self._transactions.run(statements)
             except DBAPIError as error:
                 # A deadlock or serialization failure with a peer: the same transaction, again.
                 if _sqlstate(error) not in TRANSIENT_SQLSTATES or attempt == TRANSIENT_ATTEMPTS:
@@ -194,7 +201,7 @@ def _consume_outcome(future: asyncio.Future[None]) -> None:
 
 def _refused_data(error: Exception) -> bool:
     """The database refused the data (SQLSTATE class 22 or 23), rather than being unreachable."""
-    if isinstance(error, IntegrityError | DataError):
+    if isinstance(error, IntegrityError | DataError | sqlite3.IntegrityError | sqlite3.DataError):
         return True
     return isinstance(error, DBAPIError) and _sqlstate(error)[:2] in ("22", "23")
 
