@@ -7,14 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
+from presence.core.inbox import MAX_DEPTH, TooDeep, cannot_hold_content, without_content
 from presence.db.models import InboxEvent
 from presence.http.app import create_app
 from presence.settings import Settings
 from tests.api import Api
-from tests.payloads import Body, message
+from tests.payloads import Body, connection, device, message
 from tests.state import dump
 
 CONVERSATION = "cometchat-uid-4_user_cometchat-uid-5"
@@ -178,3 +182,62 @@ async def test_the_inbox_keeps_what_a_rebuild_needs(settings: Settings, database
     assert edited["conversationId"] == CONVERSATION
     assert edited["sender"] == SENDER
     assert edited["editedAt"] == SENT_AT + 5
+
+
+# --- the fast path: bodies whose bytes cannot hold content are not walked ---------------------
+
+KEYS = st.sampled_from(["data", "text", "metadata", "entities", "uid", "session_id", "x", "customData", "é"])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8) | KEYS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def encode(value: Any, escape: st.DataObject) -> str:
+    """JSON text for ``value`` whose strings have characters written as ``\\uXXXX`` where ``escape`` says."""
+    if isinstance(value, dict):
+        items = (f"{encode(k, escape)}: {encode(v, escape)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(encode(v, escape) for v in value) + "]"
+    if isinstance(value, str):
+        return (
+            '"'
+            + "".join(
+                f"\\u{ord(c):04x}"
+                if ord(c) < 0x10000 and escape.draw(st.booleans(), label="escape")
+                else orjson.dumps(c).decode()[1:-1]
+                for c in value
+            )
+            + '"'
+        )
+    return orjson.dumps(value).decode()
+
+
+@settings(max_examples=500)
+@given(body=st.dictionaries(KEYS, JSON_VALUES, max_size=4), escape=st.data())
+def test_a_body_that_cannot_hold_content_is_what_the_scrub_leaves(body: dict[str, Any], escape: st.DataObject) -> None:
+    raw = encode(body, escape).encode()
+    assert orjson.loads(raw) == body
+    if cannot_hold_content(raw):
+        assert without_content(body) == body
+
+
+def test_connection_events_take_the_fast_path_and_messages_do_not() -> None:
+    session = device("s-1")
+    assert cannot_hold_content(
+        orjson.dumps(connection("u-1", "connected", 1_700_000_000_000, session, connections=[session]))
+    )
+    assert not cannot_hold_content(orjson.dumps(after_message()))
+    assert not cannot_hold_content(orjson.dumps(before_message()))
+
+
+def test_a_body_nested_near_the_limit_is_walked_and_refused() -> None:
+    deep: Any = 1
+    for _ in range(MAX_DEPTH):
+        deep = {"x": deep}
+    raw = orjson.dumps(deep)
+    assert not cannot_hold_content(raw)
+    with pytest.raises(TooDeep):
+        without_content(deep)

@@ -19,6 +19,9 @@ CONTENT_KEYS: Final = frozenset(
 MAX_DEPTH: Final = 32
 
 
+_CONTENT_KEY_BYTES: Final = tuple(f'"{key}"'.encode() for key in sorted(CONTENT_KEYS))
+
+
 class TooDeep(ValueError):
     """A body nested deeper than :data:`MAX_DEPTH`."""
 
@@ -28,6 +31,22 @@ def without_content(body: dict[str, object]) -> dict[str, object]:
     scrubbed = _scrub(body, depth=1, inside_data=False)
     assert isinstance(scrubbed, dict)
     return scrubbed
+
+
+def cannot_hold_content(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` is certainly left unchanged by :func:`without_content`, unwalked.
+
+    True only when no ``\\u`` escape could spell a key, no content key appears as a
+    string, ``"data"`` appears at most once (so no ``data`` sits inside another), and
+    there are too few brackets to nest past :data:`MAX_DEPTH`. Most connection events
+    pass; anything else is walked. ``tests/test_content.py`` checks the promise.
+    """
+    return (
+        b"\\u" not in raw
+        and raw.count(b"{") + raw.count(b"[") < MAX_DEPTH
+        and raw.count(b'"data"') <= 1
+        and not any(key in raw for key in _CONTENT_KEY_BYTES)
+    )
 
 
 def _scrub(value: object, *, depth: int, inside_data: bool) -> object:

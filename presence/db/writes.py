@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
@@ -67,10 +68,13 @@ class _Compiled:
         self.sql = str(compiled)
         #: Column names in the order of the SQL's placeholders.
         self.names = tuple(compiled.positiontup)
+        if len(self.names) < 2:
+            raise ValueError("a statement of one column would not get tuples from itemgetter")
+        self._pick = itemgetter(*self.names)
 
     def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        names = self.names
-        return [tuple(row[name] for name in names) for row in values]
+        pick = self._pick
+        return [pick(row) for row in values]
 
 
 class Writer:

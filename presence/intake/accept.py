@@ -12,7 +12,7 @@ from datetime import datetime
 import orjson
 
 from presence.core.events import InvalidEvent, MessageSent, UnknownTrigger, parse_event
-from presence.core.inbox import TooDeep, without_content
+from presence.core.inbox import TooDeep, cannot_hold_content, without_content
 from presence.db.writes import InboxRow
 from presence.intake.committer import Accepted
 
@@ -39,7 +39,7 @@ def accept(raw: bytes, *, received_at: datetime) -> Accepted:
     trigger = body.get("trigger") if isinstance(body.get("trigger"), str) else None
     try:
         event = parse_event(body)
-        kept = without_content(body)
+        kept = body if cannot_hold_content(raw) else without_content(body)
     except InvalidEvent as error:
         raise Rejected("invalid_event", str(error), trigger) from None
     except TooDeep as error:
