@@ -54,6 +54,8 @@ class Settings:
     sqlite_synchronous: SqliteSynchronous = "FULL"
     #: Most events one group commit takes into its transaction.
     commit_max_batch: int = 500
+    #: Group commits in flight at once on PostgreSQL (SQLite has one writer: always 1).
+    commit_concurrency: int = 4
     #: Events waiting for a commit beyond which ``/hook`` answers 503 at once.
     intake_queue_limit: int = 10_000
     db_pool_size: int = 10
@@ -95,6 +97,7 @@ class Settings:
                 "SQLITE_SYNCHRONOUS", defaults.sqlite_synchronous, ("NORMAL", "FULL", "EXTRA")
             ),
             commit_max_batch=reader.integer("COMMIT_MAX_BATCH", defaults.commit_max_batch, minimum=1),
+            commit_concurrency=reader.integer("COMMIT_CONCURRENCY", defaults.commit_concurrency, minimum=1),
             intake_queue_limit=reader.integer("INTAKE_QUEUE_LIMIT", defaults.intake_queue_limit, minimum=1),
             db_pool_size=reader.integer("DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
             db_max_overflow=reader.integer("DB_MAX_OVERFLOW", defaults.db_max_overflow, minimum=0),

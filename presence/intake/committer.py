@@ -2,8 +2,12 @@
 
 ``/hook`` hands each accepted event to :meth:`Committer.submit` and answers only
 when the transaction that holds it has committed. One task drains the queue:
-whatever arrived while the previous commit was in flight goes into the next
+whatever arrived while the previous commits were in flight goes into the next
 transaction, so under load one commit (and one fsync) acknowledges many events.
+Up to ``concurrency`` transactions are in flight at once (1 on SQLite, whose
+single writer would only queue them; several on PostgreSQL, so that round trips
+overlap). Their order does not matter: every write is a join, and each takes its
+row locks in key order.
 Within a batch the pure core joins the facts first, so each row is written once.
 The statements are built on the event loop and run as one transaction by
 :mod:`presence.db.transactions` (on SQLite, one hop to the writer thread).
@@ -69,12 +73,15 @@ class Committer:
         *,
         max_batch: int,
         queue_limit: int,
+        concurrency: int = 1,
         commit_timeout: float,
         metrics: Metrics | None = None,
     ) -> None:
         self._transactions = transactions
         self._writer = writer
         self._max_batch = max_batch
+        self._slots = asyncio.Semaphore(concurrency)
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._queue_limit = queue_limit
         self._commit_timeout = commit_timeout
         self._metrics = metrics
@@ -89,6 +96,7 @@ class Committer:
             transactions_for(engine, settings),
             Writer(engine.dialect),
             max_batch=settings.commit_max_batch,
+            concurrency=1 if engine.dialect.name == "sqlite" else settings.commit_concurrency,
             queue_limit=settings.intake_queue_limit,
             commit_timeout=settings.commit_timeout,
             metrics=metrics,
@@ -106,9 +114,11 @@ class Committer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2 * self._commit_timeout):
                 await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in (self._task, *self._in_flight):
+            task.cancel()
+        for task in (self._task, *self._in_flight):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         left = []
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
@@ -129,14 +139,26 @@ class Committer:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            # A free slot first: the batch goes on gathering while every slot is busy.
+            await self._slots.acquire()
+            try:
+                batch = [await self._queue.get()]
+            except BaseException:
+                self._slots.release()
+                raise
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._commit_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            task = asyncio.create_task(self._commit_in_slot(batch), name="presence-commit")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _commit_in_slot(self, batch: list[_Pending]) -> None:
+        try:
+            await self._commit_batch(batch)
+        finally:
+            self._slots.release()
+            for _ in batch:
+                self._queue.task_done()
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()

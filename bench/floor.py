@@ -1,0 +1,93 @@
+"""What SQLite itself costs per event: the floor under SQLite intake on one core.
+
+    .venv/bin/python bench/floor.py [--events N] [--batch B]
+
+Runs the benchmark's workload through the service's own pure path (``accept``,
+the facts of a batch, ``Writer.statements``), then times only the part the
+database does, on the stdlib driver with no event loop and no thread hop:
+``BEGIN IMMEDIATE``, one ``executemany`` per table, ``COMMIT``, in batches of
+``--batch`` events (about what group commit gathers at 64 connections), on a
+migrated SQLite file with the service's pragmas (WAL, ``synchronous=FULL``).
+It prints the CPU time (user + system, fsync included) per event of that part,
+and of the pure path before it. ``docs/benchmarks.md`` divides a bare aiohttp
+request's CPU time by the sum to bound what intake can reach on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import workload
+
+from presence.core.facts import changes_of
+from presence.db.engine import create_engine
+from presence.db.schema import upgrade
+from presence.db.writes import Statement, Writer
+from presence.intake.accept import accept
+from presence.settings import Settings
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def migrated(path: Path) -> Writer:
+    engine = create_engine(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+    try:
+        await upgrade(engine)
+        return Writer(engine.dialect)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+
+    bodies = workload.generate(events=args.events).bodies
+    with tempfile.TemporaryDirectory(prefix="presence-floor-") as directory:
+        path = Path(directory) / "floor.db"
+        writer = asyncio.run(migrated(path))
+
+        started = cpu_seconds()
+        received = datetime.now(UTC)
+        batches: list[list[Statement]] = []
+        for start in range(0, len(bodies), args.batch):
+            accepted = [accept(raw, received_at=received) for raw in bodies[start : start + args.batch]]
+            changes = changes_of(item.event for item in accepted)
+            batches.append(writer.statements([item.inbox for item in accepted], changes))
+        pure = cpu_seconds() - started
+
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        started, wall = cpu_seconds(), time.perf_counter()
+        for statements in batches:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in statements:
+                connection.executemany(statement.sql, statement.rows)
+            connection.execute("COMMIT")
+        database, wall = cpu_seconds() - started, time.perf_counter() - wall
+        connection.close()
+
+    count = len(bodies)
+    print(f"{count:,} events in batches of {args.batch}, SQLite {sqlite3.sqlite_version}, synchronous=FULL")
+    print(f"pure path (accept, facts, statements): {pure / count * 1e6:6.1f} us CPU per event")
+    print(
+        f"SQLite (executemany, COMMIT, fsync):   {database / count * 1e6:6.1f} us CPU per event "
+        f"({wall / count * 1e6:.1f} us wall)"
+    )
+
+
+if __name__ == "__main__":
+    main()
