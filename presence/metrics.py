@@ -20,6 +20,7 @@ OTHER_TRIGGER: Final = "other"
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._event_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter(
             "presence_events",
             "Webhook events received, by trigger and outcome (accepted, ignored, rejected, unauthorized, unavailable).",
@@ -70,4 +71,8 @@ class Metrics:
 
     def count_event(self, trigger: str | None, outcome: str) -> None:
         label = trigger if trigger in KNOWN_TRIGGERS else OTHER_TRIGGER
-        self.events.labels(trigger=label, outcome=outcome).inc()
+        # labels() looks the child up under a lock on every call; the set of children is small and fixed.
+        child = self._event_children.get((label, outcome))
+        if child is None:
+            child = self._event_children[(label, outcome)] = self.events.labels(trigger=label, outcome=outcome)
+        child.inc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -149,8 +150,20 @@ async def execute(connection: AsyncConnection, statements: Sequence[Statement]) 
 
 
 def sqlite_instant(ms: int) -> str:
-    """Milliseconds since the epoch as SQLAlchemy's SQLite ``DATETIME`` stores an :class:`Instant`."""
-    return _sqlite_moment(ms_to_datetime(ms))
+    """Milliseconds since the epoch as SQLAlchemy's SQLite ``DATETIME`` stores an :class:`Instant`.
+
+    Arithmetic within the day and a cached date: about twice as fast as formatting a ``datetime``.
+    """
+    day, in_day = divmod(ms, 86_400_000)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return f"{_sqlite_date(day)} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}000"
+
+
+@lru_cache(maxsize=4096)
+def _sqlite_date(day: int) -> str:
+    return ms_to_datetime(day * 86_400_000).strftime("%Y-%m-%d")
 
 
 def _sqlite_moment(moment: datetime) -> str:
