@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import ssl
@@ -143,6 +144,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             print(f"presence: cannot load the TLS certificate or key: {error}", file=sys.stderr)
             return 2
     app = create_app(settings, migrate=not args.no_migrate)
+    app.on_startup.append(_freeze_startup_objects)
     web.run_app(
         app,
         host=args.host,
@@ -152,6 +154,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         print=lambda message: log.info("%s", " ".join(message.split())),
     )
     return 0
+
+
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    """Move what start-up made (modules, metadata, compiled statements) out of the collector's way.
+
+    They live as long as the process; left in the collected generations, every full
+    collection would walk them again, a pause felt by every request in flight.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _migrate(settings: Settings) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import sys
 from pathlib import Path
 
 import aiohttp
 import orjson
+from aiohttp import web
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from presence.cli import _freeze_startup_objects
 from presence.db.schema import current_revision, head_revision
 from tests import payloads
 from tests.api import API_AUTH, HOOK_AUTH, HOOK_USERNAME
@@ -215,3 +218,13 @@ async def test_secrets_never_appear_in_the_log(tmp_path: Path) -> None:
         assert secret not in log
     for encoded in (wrong_basic, right_basic):
         assert encoded.removeprefix("Basic ") not in log
+
+
+async def test_serve_moves_start_up_objects_out_of_the_collectors_way() -> None:
+    """The start-up hook of ``serve`` freezes what exists then, so that full collections stay short."""
+    gc.unfreeze()
+    try:
+        await _freeze_startup_objects(web.Application())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
