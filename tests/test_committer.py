@@ -26,9 +26,11 @@ class GatedTransactions:
         self.running = 0
         self.most = 0
         self.committed = 0
+        self.inbox_rows = 0
         self.release = asyncio.Event()
 
     async def run(self, statements: Sequence[Statement]) -> None:
+        self.inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
         self.running += 1
         self.most = max(self.most, self.running)
         try:
@@ -77,4 +79,19 @@ async def test_at_most_concurrency_transactions_are_in_flight(concurrency: int) 
     gated.release.set()
     await asyncio.gather(*submitted)
     assert (gated.most, gated.committed) == (concurrency, 5)
+    await committer.close()
+
+
+async def test_a_request_that_goes_away_leaves_its_event_and_its_neighbours_committed() -> None:
+    gated = GatedTransactions()
+    committer = Committer(gated, Writer(POSTGRESQL), max_batch=10, queue_limit=100, commit_timeout=5.0)
+    await committer.start()
+    submitted = [asyncio.create_task(committer.submit(event(n))) for n in range(3)]
+    await until(lambda: gated.running == 1, gated)
+    submitted[1].cancel()  # its client hung up while the batch was committing
+
+    gated.release.set()
+    await asyncio.gather(submitted[0], submitted[2])
+    assert submitted[1].cancelled()
+    assert (gated.committed, gated.inbox_rows) == (1, 3)
     await committer.close()

@@ -134,8 +134,9 @@ class Committer:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume_outcome)
         self._queue.put_nowait(_Pending(item, done))
-        # shield: a request whose client went away must not cancel its neighbours' batch.
-        await asyncio.shield(done)
+        # A request cancelled here cancels only its own future: its event stays in the queue
+        # and is committed with its neighbours (at least once, as CometChat's retries are).
+        await done
 
     async def _run(self) -> None:
         while True:
