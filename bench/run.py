@@ -674,7 +674,7 @@ class Profiler:
 
 @dataclass(frozen=True, slots=True)
 class ProfileSummary:
-    """py-spy's samples of the event-loop thread (shares in percent), and what the aiosqlite threads did."""
+    """py-spy's samples of the event-loop thread (shares in percent), and what the database threads did."""
 
     loop_samples: int
     own: list[tuple[str, float]]
@@ -682,9 +682,13 @@ class ProfileSummary:
     service: list[tuple[str, float]]
     worker_busy: int
     worker_waiting: int
+    #: Samples of the SQLite writer thread in a transaction (``presence/db/transactions.py``).
+    writer_busy: int = 0
 
 
 _WORKER = "_connection_worker_thread (aiosqlite/core.py"
+_WRITER = "presence/db/transactions.py"
+_EXECUTOR = "_worker (concurrent/futures/thread.py"
 
 
 def summarise_profile(raw: Path, count: int = 12) -> ProfileSummary:
@@ -697,7 +701,7 @@ def summarise_profile(raw: Path, count: int = 12) -> ProfileSummary:
     own: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     service: Counter[str] = Counter()
-    loop = busy = waiting = 0
+    loop = busy = waiting = writing = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = [frame for frame in stack.split(";") if frame and not frame.startswith(("process ", "thread "))]
@@ -710,6 +714,11 @@ def summarise_profile(raw: Path, count: int = 12) -> ProfileSummary:
             waiting += weight if waiting_for_work else 0
             busy += 0 if waiting_for_work else weight
             continue
+        if any(_WRITER in frame for frame in frames):
+            writing += weight  # the SQLite writer thread, in a transaction (SQLite's C code and fsync included)
+            continue
+        if any(frame.startswith(_EXECUTOR) for frame in frames):
+            continue  # the writer thread waiting for the next transaction
         loop += weight
         function, file = _frame(frames[-1])
         own[f"{function} ({file})"] += weight
@@ -723,7 +732,7 @@ def summarise_profile(raw: Path, count: int = 12) -> ProfileSummary:
     def shares(counter: Counter[str], limit: int = count) -> list[tuple[str, float]]:
         return [(name, 100 * n / loop) for name, n in counter.most_common(limit)] if loop else []
 
-    return ProfileSummary(loop, shares(own), shares(packages, 8), shares(service), busy, waiting)
+    return ProfileSummary(loop, shares(own), shares(packages, 8), shares(service), busy, waiting, writing)
 
 
 def _frame(frame: str) -> tuple[str, str]:
@@ -1263,6 +1272,8 @@ def profile_section(name: str, svg: Path, raw: Path) -> list[str]:
         + ", ".join(f"{package} {share:.0f}%" for package, share in summary.packages)
         + "."
     )
+    if summary.writer_busy:
+        lines.append(f"SQLite writer thread: {summary.writer_busy} samples in a transaction.")
     if summary.worker_busy or summary.worker_waiting:
         lines.append(
             f"aiosqlite threads: {summary.worker_busy} samples running a database call, "
