@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,3 +61,20 @@ def sqlite_file(engine: AsyncEngine) -> Path | None:
     if url.database.startswith("file:") or url.query.get("uri") or url.query.get("mode") == "memory":
         return None
     return Path(url.database).resolve()
+
+
+def open_sqlite(path: Path, pragmas: Sequence[str], *, any_thread: bool = False) -> sqlite3.Connection:
+    """A stdlib connection of our own to an existing SQLite file, in autocommit, ``pragmas`` run.
+
+    ``mode=rw``: the schema is made by migrations, never by opening a file that is not there.
+    """
+    connection = sqlite3.connect(
+        f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=not any_thread
+    )
+    try:
+        for pragma in pragmas:
+            connection.execute(pragma)
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection

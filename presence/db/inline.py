@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeEngine
 
 from presence.db import reads
-from presence.db.engine import sqlite_file
+from presence.db.engine import open_sqlite, sqlite_file
 from presence.db.models import Instant
 from presence.db.reads import MessageReceipts, Presence
 from presence.metrics import Metrics
@@ -149,16 +149,10 @@ class Lookups:
         return query.convert(rows)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
-        # mode=rw: never create a database file that is not there; query_only: never write.
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, isolation_level=None)
-        try:
-            connection.execute("PRAGMA query_only=ON")
-            # A lookup that would wait for a lock is better answered by the pool, which may wait.
-            connection.execute("PRAGMA busy_timeout=0")
-            connection.set_progress_handler(self._over_budget, PROGRESS_STEP)
-        except sqlite3.Error:
-            connection.close()
-            raise
+        # query_only: never write. busy_timeout=0: a lookup that would wait for a lock is
+        # better answered by the pool, which may wait.
+        connection = open_sqlite(path, ["PRAGMA query_only=ON", "PRAGMA busy_timeout=0"])
+        connection.set_progress_handler(self._over_budget, PROGRESS_STEP)
         self._connection = connection
         return connection
 

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, sqlite_file
+from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, open_sqlite, sqlite_file
 from presence.db.writes import Statement, execute
 from presence.settings import Settings
 
@@ -91,12 +91,8 @@ class SqliteTransactions:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        # mode=rw: the schema is made by migrations, never by opening a missing file.
-        connection = sqlite3.connect(
-            f"{self._path.as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
-        )
+        connection = open_sqlite(self._path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=True)
         try:
-            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             # WAL is a property of the file, set when the engine first connected. Asking to set it
             # again takes a lock without waiting for it, so it is set only where it is missing.
             (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
