@@ -687,7 +687,7 @@ class ProfileSummary:
 
 
 _WORKER = "_connection_worker_thread (aiosqlite/core.py"
-_WRITER = "presence/db/transactions.py"
+_WRITER = "SqliteTransactions._transaction (presence/db/transactions.py"
 _EXECUTOR = "_worker (concurrent/futures/thread.py"
 
 
@@ -714,7 +714,7 @@ def summarise_profile(raw: Path, count: int = 12) -> ProfileSummary:
             waiting += weight if waiting_for_work else 0
             busy += 0 if waiting_for_work else weight
             continue
-        if any(_WRITER in frame for frame in frames):
+        if any(frame.startswith(_WRITER) for frame in frames):
             writing += weight  # the SQLite writer thread, in a transaction (SQLite's C code and fsync included)
             continue
         if any(frame.startswith(_EXECUTOR) for frame in frames):
