@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from presence.db.transactions import SqliteTransactions
 from presence.db.writes import Statement, Writer
 from presence.intake.accept import accept
-from presence.intake.committer import Accepted, Committer
+from presence.intake.committer import Accepted, Committer, IntakeUnavailable
 from tests import payloads
 
 #: A dialect to compile for; no connection is ever made.
@@ -95,3 +97,45 @@ async def test_a_request_that_goes_away_leaves_its_event_and_its_neighbours_comm
     assert submitted[1].cancelled()
     assert (gated.committed, gated.inbox_rows) == (1, 3)
     await committer.close()
+
+
+class SlowTransactions:
+    """Transactions that each take ``seconds``, within the commit timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.committed = 0
+
+    async def run(self, statements: Sequence[Statement]) -> None:
+        await asyncio.sleep(self.seconds)
+        self.committed += 1
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_close_answers_every_waiting_request_even_when_it_cannot_wait_for_all_commits(concurrency: int) -> None:
+    """Past its deadline, close() cancels the commits in flight: their requests get 503, never silence."""
+    slow = SlowTransactions(0.15)
+    committer = Committer(
+        slow, Writer(POSTGRESQL), max_batch=1, queue_limit=100, commit_timeout=0.2, concurrency=concurrency
+    )
+    await committer.start()
+    submitted = [asyncio.create_task(committer.submit(event(n))) for n in range(12)]
+    await asyncio.sleep(0)
+    await committer.close()  # waits 0.4 s for 12 commits of 0.15 s: some are cut off
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*submitted, return_exceptions=True), timeout=2)
+    acknowledged = sum(1 for outcome in outcomes if outcome is None)
+    refused = [outcome for outcome in outcomes if outcome is not None]
+    assert all(isinstance(outcome, IntakeUnavailable) for outcome in refused), refused
+    assert 0 < acknowledged <= slow.committed  # every 200 was committed
+    assert refused  # and the rest were answered, not left waiting
+
+
+async def test_the_sqlite_writer_closes_once_and_then_quietly(tmp_path: Path) -> None:
+    transactions = SqliteTransactions(tmp_path / "never-opened.db", synchronous="FULL")
+    await transactions.close()
+    await transactions.close()  # a second close (two owners, a retried shutdown) is harmless
+    assert not (tmp_path / "never-opened.db").exists()

@@ -65,6 +65,7 @@ class SqliteTransactions:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presence-sqlite-writer")
         #: Used only on the writer thread.
         self._connection: sqlite3.Connection | None = None
+        self._closed = False
 
     async def run(self, statements: Sequence[Statement]) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
@@ -72,8 +73,14 @@ class SqliteTransactions:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, statements)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=False)
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Behind any transaction still on the thread: a connection is never closed mid-write.
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        finally:
+            self._executor.shutdown(wait=False)
 
     def _transaction(self, statements: Sequence[Statement]) -> None:
         connection = self._connection or self._connect()

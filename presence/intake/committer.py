@@ -81,7 +81,8 @@ class Committer:
         self._writer = writer
         self._max_batch = max_batch
         self._slots = asyncio.Semaphore(concurrency)
-        self._in_flight: set[asyncio.Task[None]] = set()
+        #: Commit tasks and their batches; close() answers the batches of those it cancels.
+        self._in_flight: dict[asyncio.Task[None], list[_Pending]] = {}
         self._queue_limit = queue_limit
         self._commit_timeout = commit_timeout
         self._metrics = metrics
@@ -114,16 +115,22 @@ class Committer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2 * self._commit_timeout):
                 await self._queue.join()
-        for task in (self._task, *self._in_flight):
+        in_flight = dict(self._in_flight)
+        for task in (self._task, *in_flight):
             task.cancel()
-        for task in (self._task, *self._in_flight):
+        for task in (self._task, *in_flight):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        left = []
+        # Batches whose commit was cancelled (or never started), then what was still queued.
+        left = [pending for batch in in_flight.values() for pending in batch]
         while not self._queue.empty():
             left.append(self._queue.get_nowait())
         _settle(left, IntakeUnavailable("the service stopped before this event was committed"))
-        await self._transactions.close()
+        try:
+            async with asyncio.timeout(self._commit_timeout):
+                await self._transactions.close()
+        except TimeoutError:
+            log.warning("the database connection did not close within %s s; leaving it", self._commit_timeout)
 
     async def submit(self, item: Accepted) -> None:
         """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not."""
@@ -150,8 +157,11 @@ class Committer:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             task = asyncio.create_task(self._commit_in_slot(batch), name="presence-commit")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self._in_flight[task] = batch
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
 
     async def _commit_in_slot(self, batch: list[_Pending]) -> None:
         try:
