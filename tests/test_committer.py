@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +13,12 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from presence.db.engine import create_engine
 from presence.db.transactions import SqliteTransactions
 from presence.db.writes import Statement, Writer
 from presence.intake.accept import accept
 from presence.intake.committer import Accepted, Committer, IntakeUnavailable
+from presence.settings import Settings
 from tests import payloads
 
 #: A dialect to compile for; no connection is ever made.
@@ -30,6 +34,9 @@ class GatedTransactions:
         self.committed = 0
         self.inbox_rows = 0
         self.release = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
 
     async def run(self, statements: Sequence[Statement]) -> None:
         self.inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
@@ -106,6 +113,9 @@ class SlowTransactions:
         self.seconds = seconds
         self.committed = 0
 
+    async def start(self) -> None:
+        pass
+
     async def run(self, statements: Sequence[Statement]) -> None:
         await asyncio.sleep(self.seconds)
         self.committed += 1
@@ -139,3 +149,19 @@ async def test_the_sqlite_writer_closes_once_and_then_quietly(tmp_path: Path) ->
     await transactions.close()
     await transactions.close()  # a second close (two owners, a retried shutdown) is harmless
     assert not (tmp_path / "never-opened.db").exists()
+
+
+async def test_the_engine_and_the_writer_put_a_database_in_wal_mode(tmp_path: Path) -> None:
+    for name in ("by-engine.db", "by-writer.db"):
+        with contextlib.closing(sqlite3.connect(tmp_path / name)) as plain:
+            plain.execute("CREATE TABLE t (x)")
+            assert plain.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    engine = create_engine(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'by-engine.db'}"))
+    async with engine.connect() as connection:
+        assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
+    await engine.dispose()
+    writer = SqliteTransactions(tmp_path / "by-writer.db", synchronous="FULL")
+    await writer.start()
+    await writer.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "by-writer.db")) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)

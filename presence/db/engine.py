@@ -44,9 +44,23 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")  # first: the others may wait for a lock
-        cursor.execute("PRAGMA journal_mode=WAL")
+        ensure_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of a fixed set, checked by Settings
         cursor.close()
+
+
+def ensure_wal(cursor: Any) -> None:
+    """Put the database in WAL mode unless it is already (WAL is a property of the file).
+
+    ``cursor``: a DB-API cursor, the stdlib's or SQLAlchemy's adapter of aiosqlite's.
+
+    Asking for WAL again on every connection is not free: it takes a lock without
+    waiting for it, while other connections of the service may be writing.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    (mode,) = cursor.fetchone()
+    if str(mode).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def sqlite_file(engine: AsyncEngine) -> Path | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +25,17 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, open_sqlite, sqlite_file
+from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
 from presence.db.writes import Statement, execute
 from presence.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class Transactions(Protocol):
+    async def start(self) -> None:
+        """Get ready before the first transaction; never raises (the first ``run`` will)."""
+
     async def run(self, statements: Sequence[Statement]) -> None:
         """Execute ``statements`` in one transaction and commit it; raise if it did not commit."""
 
@@ -47,6 +53,9 @@ def transactions_for(engine: AsyncEngine, settings: Settings) -> Transactions:
 class EngineTransactions:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def start(self) -> None:
+        pass  # the pool connects on demand
 
     async def run(self, statements: Sequence[Statement]) -> None:
         async with self._engine.begin() as connection:
@@ -66,6 +75,18 @@ class SqliteTransactions:
         #: Used only on the writer thread.
         self._connection: sqlite3.Connection | None = None
         self._closed = False
+
+    async def start(self) -> None:
+        """Open the writer's connection now, before the service's other connections are busy.
+
+        The first connections to a database file set up its WAL index; the writer opening
+        it for its first commit while retention's first pass was deleting on another
+        connection was seen, rarely, to end in "database is locked" and "disk I/O error".
+        """
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except sqlite3.Error as error:
+            log.warning("cannot open the SQLite database yet (%s); the first commit will try again", error)
 
     async def run(self, statements: Sequence[Statement]) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
@@ -100,11 +121,7 @@ class SqliteTransactions:
     def _connect(self) -> sqlite3.Connection:
         connection = open_sqlite(self._path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=True)
         try:
-            # WAL is a property of the file, set when the engine first connected. Asking to set it
-            # again takes a lock without waiting for it, so it is set only where it is missing.
-            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-            if mode != "wal":
-                connection.execute("PRAGMA journal_mode=WAL")
+            ensure_wal(connection.cursor())
             connection.execute(f"PRAGMA synchronous={self._synchronous}")  # one of a fixed set, checked by Settings
         except sqlite3.Error:
             connection.close()

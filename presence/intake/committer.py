@@ -104,6 +104,7 @@ class Committer:
         )
 
     async def start(self) -> None:
+        await self._transactions.start()
         self._task = asyncio.create_task(self._run(), name="presence-committer")
 
     async def close(self) -> None:
