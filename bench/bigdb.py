@@ -21,32 +21,17 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from presence.db.writes import sqlite_instant
+
 START_MS = 1_795_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PLATFORMS = ("web", "android", "ios")
 
 
 def uid(number: int) -> str:
     return f"big-user-{number:07d}"
-
-
-def _instant(ms: int) -> str:
-    # The hot loop of seeding: plain arithmetic within the day, then the date once per day.
-    day, in_day = divmod(ms, 86_400_000)
-    date = _dates.get(day)
-    if date is None:
-        date = _dates[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
-    seconds, millis = divmod(in_day, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{date} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}000"
-
-
-_dates: dict[int, str] = {}
 
 
 def _key(at_ms: int, tie: int, digest: bytes) -> bytes:
@@ -61,16 +46,25 @@ def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[A
         at_ms = connected_ms + 3
         key = _key(at_ms, 0, rng.randbytes(16))  # a digest is 16 bytes no other event shares
         platform = PLATFORMS[number % 3]
-        at = _instant(at_ms)
+        at = sqlite_instant(at_ms)
         user = (name, "online", at, key, at, key)
         sessions: list[tuple[Any, ...]] = [
-            (name, f"{name}-s1", key, 1, f"{name}-d1", platform, _instant(connected_ms), None)
+            (name, f"{name}-s1", key, 1, f"{name}-d1", platform, sqlite_instant(connected_ms), None)
         ]
         if number % 3 == 0:
             ended_ms = connected_ms - 600_000
             old_key = _key(ended_ms, 1, rng.randbytes(16))
             sessions.append(
-                (name, f"{name}-s0", old_key, 0, f"{name}-d0", "web", _instant(ended_ms - 60_000), _instant(ended_ms))
+                (
+                    name,
+                    f"{name}-s0",
+                    old_key,
+                    0,
+                    f"{name}-d0",
+                    "web",
+                    sqlite_instant(ended_ms - 60_000),
+                    sqlite_instant(ended_ms),
+                )
             )
         yield user, sessions
 

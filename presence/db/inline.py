@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeEngine
 
 from presence.db import reads
-from presence.db.engine import open_sqlite, sqlite_file
+from presence.db.engine import compile_positional, open_sqlite, sqlite_file
 from presence.db.models import Instant
 from presence.db.reads import MessageReceipts, Presence
 from presence.metrics import Metrics
@@ -62,15 +62,12 @@ class CompiledQuery:
 
     @classmethod
     def of(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> CompiledQuery:
-        compiled = statement.compile(dialect=dialect)
-        positions = compiled.positiontup
-        if positions is None:
-            raise ValueError(f"the {dialect.name} dialect does not bind by position")
+        compiled, names = compile_positional(statement, dialect)
         required = {name for name, bind in compiled.binds.items() if bind.required}
         values = compiled.construct_params(dict.fromkeys(required))
         return cls(
             sql=str(compiled),
-            names=tuple(positions),
+            names=names,
             defaults={name: value for name, value in values.items() if name not in required},
             processors=tuple(_processor(column.type, dialect) for column in statement.selected_columns),
         )

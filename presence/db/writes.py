@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
 from presence.core.times import ms_to_datetime
+from presence.db.engine import compile_positional
 from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
 
 
@@ -63,12 +64,10 @@ class _Compiled:
     """An upsert compiled once for a dialect: SQLAlchemy builds the SQL, never each row's parameters."""
 
     def __init__(self, statement: Insert, dialect: SADialect, columns: Sequence[str] | None = None) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
-        if compiled.positiontup is None:
-            raise ValueError(f"the {dialect.name} dialect does not bind by position")
+        compiled, names = compile_positional(statement, dialect, columns)
         self.sql = str(compiled)
         #: Column names in the order of the SQL's placeholders.
-        self.names = tuple(compiled.positiontup)
+        self.names = names
         if len(self.names) < 2:
             raise ValueError("a statement of one column would not get tuples from itemgetter")
         self._pick = itemgetter(*self.names)
