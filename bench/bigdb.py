@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from presence.core.facts import make_order_key
 from presence.db.writes import sqlite_instant
 
 START_MS = 1_795_000_000_000
@@ -34,17 +35,13 @@ def uid(number: int) -> str:
     return f"big-user-{number:07d}"
 
 
-def _key(at_ms: int, tie: int, digest: bytes) -> bytes:
-    return at_ms.to_bytes(8, "big") + bytes((tie,)) + digest
-
-
 def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
     rng = random.Random(seed)  # noqa: S311 - seeded test data, not secrets
     for number in range(users):
         name = uid(number)
         connected_ms = START_MS + rng.randrange(0, 86_400_000)
         at_ms = connected_ms + 3
-        key = _key(at_ms, 0, rng.randbytes(16))  # a digest is 16 bytes no other event shares
+        key = make_order_key(at_ms, "connected", rng.randbytes(16))  # a digest is 16 bytes no other event shares
         platform = PLATFORMS[number % 3]
         at = sqlite_instant(at_ms)
         user = (name, "online", at, key, at, key)
@@ -53,7 +50,7 @@ def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[A
         ]
         if number % 3 == 0:
             ended_ms = connected_ms - 600_000
-            old_key = _key(ended_ms, 1, rng.randbytes(16))
+            old_key = make_order_key(ended_ms, "disconnected", rng.randbytes(16))
             sessions.append(
                 (
                     name,

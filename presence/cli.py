@@ -23,11 +23,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-un
 from presence.db.engine import create_engine
 from presence.db.schema import upgrade
 from presence.http.app import create_app
-from presence.importer import ImportInterrupted, ImportSummary, import_lines
-from presence.importer import Progress as ImportProgress
+from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
+from presence.intake.importer import Progress as ImportProgress
+from presence.jobs.rebuild import Progress as RebuildProgress
+from presence.jobs.rebuild import RebuildSummary, rebuild
 from presence.logs import configure_logging
-from presence.rebuild import Progress as RebuildProgress
-from presence.rebuild import RebuildSummary, rebuild
 from presence.settings import Settings, SettingsError
 
 log = logging.getLogger("presence")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from presence.http.app import create_app
 from presence.settings import Settings
-from tests.api import Api, make_settings
-from tests.databases import (
+from tests.support.api import Api, make_settings
+from tests.support.databases import (
     POSTGRES_URL_VARIABLE,
     REQUIRE_POSTGRES_VARIABLE,
     Databases,
@@ -22,8 +22,7 @@ from tests.databases import (
     postgres_server_url,
     postgres_unreachable_reason,
 )
-
-AiohttpClient = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
+from tests.support.typing import AiohttpClient
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.cli import _freeze_startup_objects
 from presence.db.schema import current_revision, head_revision
-from tests import payloads
-from tests.api import API_AUTH, HOOK_AUTH, HOOK_USERNAME
-from tests.databases import Databases
-from tests.server import Completed, ServerProcess, empty_database, presence_environment, run_presence
+from tests.support import payloads
+from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_USERNAME
+from tests.support.databases import Databases
+from tests.support.server import Completed, ServerProcess, empty_database, presence_environment, run_presence
 
 #: The console script the package installs, beside this interpreter.
 CONSOLE_SCRIPT = (str(Path(sys.executable).with_name("presence")),)

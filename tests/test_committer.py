@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from presence.db.engine import create_engine
 from presence.db.transactions import SqliteTransactions
 from presence.db.writes import Statement, Writer
-from presence.intake.accept import accept
-from presence.intake.committer import Accepted, Committer, IntakeUnavailable
+from presence.intake.accept import Accepted, accept
+from presence.intake.committer import Committer, IntakeUnavailable
 from presence.settings import Settings
-from tests import payloads
+from tests.support import payloads
 
 #: A dialect to compile for; no connection is ever made.
 POSTGRESQL = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none").dialect

@@ -17,9 +17,9 @@ from presence.core.inbox import MAX_DEPTH, TooDeep, cannot_hold_content, without
 from presence.db.models import InboxEvent
 from presence.http.app import create_app
 from presence.settings import Settings
-from tests.api import Api
-from tests.payloads import Body, connection, device, message
-from tests.state import dump
+from tests.support.api import Api
+from tests.support.payloads import Body, connection, device, message
+from tests.support.state import dump
 
 CONVERSATION = "cometchat-uid-4_user_cometchat-uid-5"
 SENDER = "cometchat-uid-5"

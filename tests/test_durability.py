@@ -8,10 +8,10 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tests import payloads
-from tests.api import API_AUTH, HOOK_AUTH
-from tests.server import ServerProcess, presence_environment
-from tests.state import dump
+from tests.support import payloads
+from tests.support.api import API_AUTH, HOOK_AUTH
+from tests.support.server import ServerProcess, presence_environment
+from tests.support.state import dump
 
 EVENTS = 300
 #: SIGKILL at this acknowledgement, with up to CONCURRENCY - 1 requests still in flight.

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from presence.db.models import InboxEvent
-from tests import payloads, samples
-from tests.api import HOOK_AUTH, Api
-from tests.state import dump, inbox_count, state_tables
+from tests.support import payloads, samples
+from tests.support.api import HOOK_AUTH, Api
+from tests.support.state import dump, inbox_count, state_tables
 
 CONVERSATION = "u-1_user_u-2"
 

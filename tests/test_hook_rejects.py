@@ -19,10 +19,10 @@ from aiohttp import ClientResponse
 from presence.db.models import InboxEvent
 from presence.http.app import create_app
 from presence.settings import Settings
-from tests import payloads, samples
-from tests.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api
-from tests.conftest import AiohttpClient
-from tests.state import dump
+from tests.support import payloads, samples
+from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api
+from tests.support.state import dump
+from tests.support.typing import AiohttpClient
 
 CONNECTED_AT = 1_763_720_130_123
 CONNECTION = payloads.connection(

@@ -26,17 +26,18 @@ from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.facts import Changes
+from presence.core.inbox import InboxRow
 from presence.db.engine import create_engine
-from presence.db.writes import InboxRow, Statement, Writer
+from presence.db.writes import Statement, Writer
 from presence.http.app import create_app
-from presence.importer import ImportInterrupted, ImportSummary, import_lines
+from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
 from presence.settings import Settings
-from tests import payloads
-from tests.api import Api, make_settings
-from tests.conftest import AiohttpClient
-from tests.databases import Databases, migrate
-from tests.server import COMMAND_TIMEOUT, PRESENCE_MODULE, Completed, presence_environment, run_presence
-from tests.state import dump, state_tables
+from tests.support import payloads
+from tests.support.api import Api, make_settings
+from tests.support.databases import Databases, migrate
+from tests.support.server import COMMAND_TIMEOUT, PRESENCE_MODULE, Completed, presence_environment, run_presence
+from tests.support.state import dump, state_tables
+from tests.support.typing import AiohttpClient
 
 # Recent times: nothing here is old enough for retention to expire while a test runs.
 T = (int(time.time()) // 3600 - 1) * 3_600_000  # ms, on the hour, an hour ago

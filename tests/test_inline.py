@@ -21,9 +21,9 @@ from presence.intake.accept import accept
 from presence.intake.committer import Committer
 from presence.metrics import Metrics
 from presence.settings import Settings, SettingsError
-from tests.api import make_settings
-from tests.databases import SqliteDatabases
-from tests.histories import History, deliveries, histories
+from tests.support.api import make_settings
+from tests.support.databases import SqliteDatabases
+from tests.support.histories import History, deliveries, histories
 
 CONVERSATION = "alice_user_bob"
 NOW = datetime(2026, 11, 21, tzinfo=UTC)

@@ -16,8 +16,8 @@ import pytest
 
 from presence.logs import JsonFormatter, configure_logging
 from presence.settings import Secret, Settings
-from tests import payloads
-from tests.server import ServerProcess, free_port, presence_environment, run_presence
+from tests.support import payloads
+from tests.support.server import ServerProcess, free_port, presence_environment, run_presence
 
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 AT = 1_763_720_130_123

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.db.models import Base
 from presence.db.schema import alembic_config, current_revision, downgrade, head_revision, upgrade
-from tests import payloads
-from tests.api import Api
-from tests.databases import Databases
-from tests.server import empty_database
-from tests.state import dump
+from tests.support import payloads
+from tests.support.api import Api
+from tests.support.databases import Databases
+from tests.support.server import empty_database
+from tests.support.state import dump
 
 Schema = dict[str, dict[str, Any]]
 

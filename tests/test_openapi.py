@@ -4,7 +4,7 @@ Three ways the document is kept true: it is a valid OpenAPI 3.1 document served
 without a token; its operations are exactly the app's routes; and schemathesis,
 run against a real ``presence serve`` on a seeded database, finds no ``5xx`` and
 no answer the document does not describe. (Every response the rest of the suite
-sees through ``tests/api.py`` is validated too, by ``tests/openapi_check.py``.)
+sees through ``tests/support/api.py`` is validated too, by ``tests/support/openapi_check.py``.)
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from presence.http.openapi import (
     EXAMPLE_UID,
     openapi_document,
 )
-from tests import payloads
-from tests.api import API_AUTH, API_TOKEN, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api, make_settings
-from tests.databases import Databases
-from tests.openapi_check import check_response, path_template
-from tests.server import ServerProcess, presence_environment
+from tests.support import payloads
+from tests.support.api import API_AUTH, API_TOKEN, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api, make_settings
+from tests.support.databases import Databases
+from tests.support.openapi_check import check_response, path_template
+from tests.support.server import ServerProcess, presence_environment
 
 #: Per operation; with 12 operations and two backends the whole run stays well under a minute.
 MAX_EXAMPLES = 25

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db.schema import downgrade, head_revision
 from presence.http.app import create_app
-from tests import payloads
-from tests.api import Api, make_settings
-from tests.conftest import AiohttpClient
+from tests.support import payloads
+from tests.support.api import Api, make_settings
+from tests.support.typing import AiohttpClient
 
 AT = 1_795_256_130_000
 

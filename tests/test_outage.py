@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from presence.db.models import InboxEvent
 from presence.http.app import create_app
 from presence.settings import Settings
-from tests import payloads
-from tests.api import API_AUTH, HOOK_AUTH, Api, make_settings
-from tests.conftest import AiohttpClient
-from tests.databases import Databases
-from tests.oracle import expected_presence
-from tests.server import ServerProcess, presence_environment
-from tests.tcp_proxy import TcpProxy
+from tests.support import payloads
+from tests.support.api import API_AUTH, HOOK_AUTH, Api, make_settings
+from tests.support.databases import Databases
+from tests.support.oracle import expected_presence
+from tests.support.server import ServerProcess, presence_environment
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.typing import AiohttpClient
 
 pytestmark = pytest.mark.postgres
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api import Api
-from tests.payloads import Body, connection, device
-from tests.state import state_tables
+from tests.support.api import Api
+from tests.support.payloads import Body, connection, device
+from tests.support.state import state_tables
 
 UID = "cometchat-uid-4"
 #: 2025-11-21T10:15:30.123Z; event ``k`` of a test happens ``k`` seconds later.

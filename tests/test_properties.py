@@ -30,10 +30,10 @@ from presence.core.facts import (
 )
 from presence.core.times import format_instant, ms_to_datetime
 from presence.http.app import create_app
-from tests.api import Api, make_settings
-from tests.databases import Databases
-from tests.histories import History, deliveries, histories
-from tests.oracle import expected_presence, expected_receipts, expected_watermarks
+from tests.support.api import Api, make_settings
+from tests.support.databases import Databases
+from tests.support.histories import History, deliveries, histories
+from tests.support.oracle import expected_presence, expected_receipts, expected_watermarks
 
 
 def _iso(ms: int | None) -> str | None:

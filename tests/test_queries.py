@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from presence.http.app import create_app
-from tests import payloads
-from tests.api import Api, make_settings
-from tests.databases import Databases
+from tests.support import payloads
+from tests.support.api import Api, make_settings
+from tests.support.databases import Databases
 
 AT = 1_795_256_130_000
 

@@ -23,10 +23,10 @@ from presence.db import reads
 from presence.db.engine import create_engine
 from presence.db.writes import Writer
 from presence.http.views import presence_json, receipts_json
-from tests import payloads
-from tests.api import make_settings
-from tests.databases import Databases
-from tests.oracle import expected_presence, expected_receipts
+from tests.support import payloads
+from tests.support.api import make_settings
+from tests.support.databases import Databases
+from tests.support.oracle import expected_presence, expected_receipts
 
 ROUNDS = 60
 BASE_MS = 1_795_256_130_000

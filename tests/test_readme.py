@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from presence.http.app import create_app
 from presence.settings import Secret, Settings
-from tests.api import KEEP_FOR_A_CENTURY
-from tests.conftest import AiohttpClient
+from tests.support.api import KEEP_FOR_A_CENTURY
+from tests.support.typing import AiohttpClient
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

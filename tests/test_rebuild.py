@@ -12,12 +12,12 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.engine import create_engine
-from presence.rebuild import STATE_TABLES, rebuild
+from presence.jobs.rebuild import STATE_TABLES, rebuild
 from presence.settings import Settings
-from tests import payloads
-from tests.api import Api
-from tests.server import presence_environment, run_presence
-from tests.state import inbox_count, state_tables
+from tests.support import payloads
+from tests.support.api import Api
+from tests.support.server import presence_environment, run_presence
+from tests.support.state import inbox_count, state_tables
 
 T = 1_763_720_000_000  # ms; connection events carry milliseconds
 S = T // 1000  # s; receipts carry seconds

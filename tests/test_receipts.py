@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.api import Api
-from tests.payloads import Body, message, receipt
-from tests.state import state_tables
+from tests.support.api import Api
+from tests.support.payloads import Body, message, receipt
+from tests.support.state import state_tables
 
 #: A one-to-one conversation: bob sends, alice reads.
 SENDER = "bob"

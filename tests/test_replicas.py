@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db.models import Base, InboxEvent
 from presence.db.schema import head_revision
-from tests import payloads
-from tests.api import API_AUTH, HOOK_AUTH
-from tests.databases import Databases
-from tests.oracle import expected_presence, expected_receipts
-from tests.server import ServerProcess, empty_database, presence_environment, run_presence
-from tests.tcp_proxy import TcpProxy
+from tests.support import payloads
+from tests.support.api import API_AUTH, HOOK_AUTH
+from tests.support.databases import Databases
+from tests.support.oracle import expected_presence, expected_receipts
+from tests.support.server import ServerProcess, empty_database, presence_environment, run_presence
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
 

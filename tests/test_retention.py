@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from presence import retention
 from presence.http.app import create_app
+from presence.jobs import retention
 from presence.settings import Settings, SettingsError
-from tests import payloads
-from tests.api import Api, make_settings
-from tests.conftest import AiohttpClient
-from tests.state import dump
+from tests.support import payloads
+from tests.support.api import Api, make_settings
+from tests.support.state import dump
+from tests.support.typing import AiohttpClient
 
 AT = 1_795_256_130_000
 

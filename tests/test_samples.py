@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from tests import samples
-from tests.api import Api
+from tests.support import samples
+from tests.support.api import Api
 
 
 async def test_connection_sample_gives_presence_with_both_devices(api: Api) -> None:

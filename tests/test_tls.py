@@ -15,9 +15,9 @@ import orjson
 import pytest
 import trustme
 
-from tests import payloads
-from tests.api import API_AUTH, HOOK_AUTH
-from tests.server import ServerProcess, presence_environment, run_presence
+from tests.support import payloads
+from tests.support.api import API_AUTH, HOOK_AUTH
+from tests.support.server import ServerProcess, presence_environment, run_presence
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 AT = 1_763_720_130_123

@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import ClientResponse
 
 from presence.http.app import create_app
-from tests import payloads
-from tests.api import Api, make_settings
-from tests.conftest import AiohttpClient
-from tests.databases import migrate
-from tests.state import dump
+from tests.support import payloads
+from tests.support.api import Api, make_settings
+from tests.support.databases import migrate
+from tests.support.state import dump
+from tests.support.typing import AiohttpClient
 
 AT = 1_763_720_130_123
 

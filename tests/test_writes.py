@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from presence.core.facts import Changes
+from presence.core.inbox import InboxRow
 from presence.core.times import MAX_MS, ms_to_datetime
 from presence.db.models import Instant
-from presence.db.writes import InboxRow, Writer, sqlite_instant
+from presence.db.writes import Writer, sqlite_instant
 
 SQLITE = sqlite.dialect()
 BIND = Instant().dialect_impl(SQLITE).bind_processor(SQLITE)

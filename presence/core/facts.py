@@ -45,7 +45,17 @@ def order_key(event: ConnectionChanged) -> bytes:
     Compared bytewise, as both SQLite (BLOB) and PostgreSQL (bytea) do.
     """
     digest = hashlib.blake2b(repr(event).encode(), digest_size=16).digest()
-    return event.at_ms.to_bytes(8, "big") + bytes((_TIE_RANK[event.kind],)) + digest
+    return make_order_key(event.at_ms, event.kind, digest)
+
+
+def make_order_key(at_ms: int, kind: ConnectionKind, digest: bytes) -> bytes:
+    """The layout of every order key: 8 bytes of milliseconds (big-endian), 1 of tie rank, the digest."""
+    return at_ms.to_bytes(8, "big") + bytes((_TIE_RANK[kind],)) + digest
+
+
+def order_key_ms(key: bytes) -> int:
+    """The time an order key was made for, in milliseconds since the epoch."""
+    return int.from_bytes(key[:8], "big")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ any trigger, known or not. What is left is enough to rebuild all state.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 #: Keys that carry message content wherever they appear.
@@ -24,6 +26,15 @@ MAX_DEPTH: Final = 32
 _ESCAPE_OR_CONTENT_KEY: Final = re.compile(
     rb"\\u|" + b"|".join(re.escape(f'"{key}"'.encode()) for key in sorted(CONTENT_KEYS))
 )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """What the inbox keeps of one accepted webhook: when it arrived, its trigger, its body less content."""
+
+    received_at: datetime
+    trigger: str
+    body: str
 
 
 class TooDeep(ValueError):

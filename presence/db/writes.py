@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
+from presence.core.inbox import InboxRow
 from presence.core.times import ms_to_datetime
 from presence.db.engine import compile_positional
 from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
@@ -43,13 +44,6 @@ class Dialect:
         if name == "postgresql":
             return cls(insert=postgresql.insert, greatest=func.greatest)
         raise ValueError(f"unsupported database backend: {name}")
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    received_at: datetime
-    trigger: str
-    body: str
 
 
 @dataclass(frozen=True, slots=True)

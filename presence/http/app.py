@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from presence import retention
 from presence.db.engine import create_engine
 from presence.db.inline import Lookups
 from presence.db.schema import head_revision, upgrade
@@ -24,6 +23,7 @@ from presence.http.hook import receive_webhook
 from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, LOOKUPS, METRICS, SETTINGS
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
+from presence.jobs import retention
 from presence.metrics import Metrics
 from presence.settings import Settings
 

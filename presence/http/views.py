@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from presence.core.facts import order_key_ms
 from presence.core.times import format_instant, ms_to_datetime
 from presence.db.reads import MessageReceipts, Presence, ReaderWatermark, SessionHistory, Stats
 
@@ -43,8 +44,8 @@ def receipts_json(message: MessageReceipts) -> dict[str, Any]:
 
 def session_history_json(history: SessionHistory) -> list[dict[str, Any]]:
     # A session that the newest snapshot dropped without an event of its own ended, at the
-    # latest, when that snapshot was taken: the first 8 bytes of its order key.
-    snapshot_at = ms_to_datetime(int.from_bytes(history.snapshot_key[:8], "big")) if history.snapshot_key else None
+    # latest, when that snapshot was taken.
+    snapshot_at = ms_to_datetime(order_key_ms(history.snapshot_key)) if history.snapshot_key else None
     return [
         {
             "session_id": s.session_id,

@@ -7,14 +7,21 @@ what does not is a :class:`Rejected` that says why, in the words of the API.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
 
-from presence.core.events import InvalidEvent, MessageSent, UnknownTrigger, parse_event
-from presence.core.inbox import TooDeep, cannot_hold_content, without_content
-from presence.db.writes import InboxRow
-from presence.intake.committer import Accepted
+from presence.core.events import Event, InvalidEvent, MessageSent, UnknownTrigger, parse_event
+from presence.core.inbox import InboxRow, TooDeep, cannot_hold_content, without_content
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A parsed event and the inbox row that records it."""
+
+    event: Event
+    inbox: InboxRow
 
 
 class Rejected(Exception):

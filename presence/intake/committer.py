@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.core.events import Event
 from presence.core.facts import changes_of
 from presence.db.transactions import Transactions, transactions_for
-from presence.db.writes import InboxRow, Writer
+from presence.db.writes import Writer
+from presence.intake.accept import Accepted
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -47,14 +47,6 @@ class IntakeUnavailable(Exception):
 
 class IntakeRejected(Exception):
     """The database refused this event alone; retrying will not help."""
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A parsed event and the inbox row that records it."""
-
-    event: Event
-    inbox: InboxRow
 
 
 @dataclass(slots=True)

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.intake.accept import Rejected, accept, outcome
-from presence.intake.committer import Accepted, Committer, IntakeRejected, IntakeUnavailable
+from presence.intake.accept import Accepted, Rejected, accept, outcome
+from presence.intake.committer import Committer, IntakeRejected, IntakeUnavailable
 from presence.settings import Settings
 
 #: Called with the number of lines and of bytes read so far.

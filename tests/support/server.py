@@ -28,8 +28,8 @@ from typing import IO, Self
 
 from sqlalchemy.engine import make_url
 
-from tests.api import API_TOKEN, HOOK_PASSWORD, HOOK_USERNAME
-from tests.databases import connect_postgres, postgres_server_url
+from tests.support.api import API_TOKEN, HOOK_PASSWORD, HOOK_USERNAME
+from tests.support.databases import connect_postgres, postgres_server_url
 
 #: How long a server may take to answer ``/healthz`` (it migrates first).
 START_TIMEOUT = 30.0

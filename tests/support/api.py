@@ -11,7 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from presence.settings import Secret, Settings
-from tests.openapi_check import check_client_response
+from tests.support.openapi_check import check_client_response
 
 HOOK_USERNAME = "cometchat"
 HOOK_PASSWORD = "hook-secret"

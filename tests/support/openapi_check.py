@@ -4,7 +4,7 @@
 template, status, content type, body, headers) and raises ``AssertionError``
 naming the first way it departs from the document: an undocumented status, an
 undocumented media type, a body that does not match its schema, a required
-header that is missing. ``tests/api.py`` calls :func:`check_client_response` on
+header that is missing. ``tests/support/api.py`` calls :func:`check_client_response` on
 every response that goes through ``Api``.
 """
 

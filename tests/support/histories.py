@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests import payloads
+from tests.support import payloads
 
 UIDS = ("u1", "u2", "u3")
 SESSIONS = ("s1", "s2", "s3")

@@ -1,0 +1,1 @@
+"""Jobs on the database beside intake: rebuilding state from the inbox, retention."""

@@ -1,0 +1,1 @@
+"""What the tests share: the app's callers, databases, servers, payloads and the oracle."""
