@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from presence.core.facts import make_order_key
-from presence.db.writes import sqlite_instant
+from presence.db.driver import sqlite_instant
 
 START_MS = 1_795_000_000_000
 PLATFORMS = ("web", "android", "ios")

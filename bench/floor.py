@@ -27,9 +27,10 @@ from pathlib import Path
 import workload
 
 from presence.core.facts import changes_of
+from presence.db.driver import Statement
 from presence.db.engine import create_engine
 from presence.db.schema import upgrade
-from presence.db.writes import Statement, Writer
+from presence.db.writes import Writer
 from presence.intake.accept import accept
 from presence.settings import Settings
 

@@ -16,11 +16,11 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from aiohttp import web
-from sqlalchemy import exc
 from tqdm import tqdm  # type: ignore[import-untyped]
 from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-untyped]
 
 from presence.db.engine import create_engine
+from presence.db.failures import classify, describe
 from presence.db.schema import upgrade
 from presence.http.app import create_app
 from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
@@ -38,8 +38,6 @@ EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
 #: Rejected lines listed on stderr after an import; the summary counts them all.
 REJECTIONS_SHOWN = 20
-#: What means the database cannot be reached (rather than a bug): one line, no traceback.
-_UNREACHABLE = (exc.DBAPIError, exc.DisconnectionError, exc.TimeoutError, OSError, TimeoutError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,8 +190,10 @@ def _import(settings: Settings, path: str) -> int:
         _report_rejections(error.summary, settings)
         print(f"presence: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except _UNREACHABLE as error:
-        print(f"presence: cannot use the database: {_describe(error)}", file=sys.stderr)
+    except Exception as error:
+        if classify(error) is None:
+            raise
+        print(f"presence: cannot use the database: {describe(error)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         print("presence: import interrupted; importing the same file again is safe", file=sys.stderr)
@@ -254,8 +254,10 @@ def _rebuild(settings: Settings) -> int:
                 bar.update(done - bar.n)
 
             summary = asyncio.run(_rebuild_async(settings, progress))
-    except _UNREACHABLE as error:
-        print(f"presence: cannot use the database: {_describe(error)}", file=sys.stderr)
+    except Exception as error:
+        if classify(error) is None:
+            raise
+        print(f"presence: cannot use the database: {describe(error)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         print("presence: rebuild interrupted; its transaction was rolled back, nothing changed", file=sys.stderr)
@@ -284,9 +286,3 @@ def _progress_bar(description: str, *, total: int | None, **options: Any) -> Ite
             tqdm(desc=description, total=total, file=sys.stderr, disable=not enabled, dynamic_ncols=True, **options)
         )
         yield bar
-
-
-def _describe(error: BaseException) -> str:
-    """The database's own words, without the SQL or a URL."""
-    original = error.orig if isinstance(error, exc.DBAPIError) else None
-    return f"{type(error).__name__}: {original if original is not None else error}"

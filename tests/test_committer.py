@@ -13,9 +13,10 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from presence.db.driver import Statement
 from presence.db.engine import create_engine
 from presence.db.transactions import SqliteTransactions
-from presence.db.writes import Statement, Writer
+from presence.db.writes import Writer
 from presence.intake.accept import Accepted, accept
 from presence.intake.committer import Committer, IntakeUnavailable
 from presence.settings import Settings
@@ -145,7 +146,7 @@ async def test_close_answers_every_waiting_request_even_when_it_cannot_wait_for_
 
 
 async def test_the_sqlite_writer_closes_once_and_then_quietly(tmp_path: Path) -> None:
-    transactions = SqliteTransactions(tmp_path / "never-opened.db", synchronous="FULL")
+    transactions = SqliteTransactions(tmp_path / "never-opened.db", synchronous="FULL", timeout=5.0)
     await transactions.close()
     await transactions.close()  # a second close (two owners, a retried shutdown) is harmless
     assert not (tmp_path / "never-opened.db").exists()
@@ -160,7 +161,7 @@ async def test_the_engine_and_the_writer_put_a_database_in_wal_mode(tmp_path: Pa
     async with engine.connect() as connection:
         assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
     await engine.dispose()
-    writer = SqliteTransactions(tmp_path / "by-writer.db", synchronous="FULL")
+    writer = SqliteTransactions(tmp_path / "by-writer.db", synchronous="FULL", timeout=5.0)
     await writer.start()
     await writer.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "by-writer.db")) as plain:

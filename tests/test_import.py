@@ -27,8 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.facts import Changes
 from presence.core.inbox import InboxRow
+from presence.db.driver import Statement
 from presence.db.engine import create_engine
-from presence.db.writes import Statement, Writer
+from presence.db.writes import Writer
 from presence.http.app import create_app
 from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
 from presence.settings import Settings

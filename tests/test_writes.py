@@ -11,8 +11,9 @@ from sqlalchemy.dialects import sqlite
 from presence.core.facts import Changes
 from presence.core.inbox import InboxRow
 from presence.core.times import MAX_MS, ms_to_datetime
+from presence.db.driver import sqlite_instant
 from presence.db.models import Instant
-from presence.db.writes import Writer, sqlite_instant
+from presence.db.writes import Writer
 
 SQLITE = sqlite.dialect()
 BIND = Instant().dialect_impl(SQLITE).bind_processor(SQLITE)

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import ClauseElement, Dialect, event
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from presence.settings import Settings
 
@@ -93,16 +92,3 @@ def open_sqlite(path: Path, pragmas: Sequence[str], *, any_thread: bool = False)
         connection.close()
         raise
     return connection
-
-
-def compile_positional(
-    statement: ClauseElement, dialect: Dialect, columns: Sequence[str] | None = None
-) -> tuple[SQLCompiler, tuple[str, ...]]:
-    """``statement`` compiled once for ``dialect``, and its parameter names in placeholder order.
-
-    For our own execution of SQLAlchemy's SQL on the driver (the writer, the inline lookups).
-    """
-    compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
-    if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
-        raise ValueError(f"the {dialect.name} dialect does not bind by position")
-    return compiled, tuple(compiled.positiontup)

@@ -26,19 +26,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Dialect, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.types import TypeEngine
 
 from presence.db import reads
-from presence.db.engine import compile_positional, open_sqlite, sqlite_file
-from presence.db.models import Instant
+from presence.db.driver import CompiledQuery
+from presence.db.engine import open_sqlite, sqlite_file
 from presence.db.reads import MessageReceipts, Presence
 from presence.metrics import Metrics
 
@@ -46,46 +41,6 @@ log = logging.getLogger(__name__)
 
 #: SQLite calls the progress handler every this many virtual-machine instructions.
 PROGRESS_STEP = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledQuery:
-    """A statement as one dialect's SQL text, with how to bind it and how to read its rows."""
-
-    sql: str
-    #: Parameter names in the order of the SQL's placeholders.
-    names: tuple[str, ...]
-    #: Values of the statement's own literals (``kind = 'read'``), bound like parameters.
-    defaults: Mapping[str, Any]
-    #: The dialect's result processor of each column, ``None`` where the driver's value is final.
-    processors: tuple[Callable[[Any], Any] | None, ...]
-
-    @classmethod
-    def of(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> CompiledQuery:
-        compiled, names = compile_positional(statement, dialect)
-        required = {name for name, bind in compiled.binds.items() if bind.required}
-        values = compiled.construct_params(dict.fromkeys(required))
-        return cls(
-            sql=str(compiled),
-            names=names,
-            defaults={name: value for name, value in values.items() if name not in required},
-            processors=tuple(_processor(column.type, dialect) for column in statement.selected_columns),
-        )
-
-    def parameters(self, **given: Any) -> tuple[Any, ...]:
-        values = {**self.defaults, **given}
-        return tuple(values[name] for name in self.names)
-
-    def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        pairs = [(index, process) for index, process in enumerate(self.processors) if process is not None]
-        converted = []
-        for row in rows:
-            values = list(row)
-            for index, process in pairs:
-                if values[index] is not None:
-                    values[index] = process(values[index])
-            converted.append(tuple(values))
-        return converted
 
 
 class Lookups:
@@ -155,15 +110,3 @@ class Lookups:
 
     def _over_budget(self) -> bool:
         return time.perf_counter() >= self._deadline
-
-
-def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    if isinstance(type_, Instant) and dialect.name == "sqlite":
-        return _sqlite_instant
-    return type_.dialect_impl(dialect).result_processor(dialect, None)
-
-
-def _sqlite_instant(stored: str) -> datetime:
-    """What :class:`Instant` reads from SQLite (UTC text, ``2026-11-21 10:15:30.123000``), without
-    SQLAlchemy's regular expression: several times faster, and the same value (``tests/test_inline.py``)."""
-    return datetime.fromisoformat(stored + "+00:00")

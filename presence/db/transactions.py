@@ -10,6 +10,13 @@ serving: profiles showed a 32-event commit taking 10 ms, most of it waiting.
 Elsewhere (PostgreSQL, where asyncpg needs no thread; an in-memory SQLite
 database, which only the engine's own connection can see)
 :class:`EngineTransactions` runs the statements on a connection of the engine.
+
+Both bound a transaction by ``timeout`` seconds, counted from when its work
+starts (a batch waiting for the SQLite writer to finish an earlier transaction
+is not charged for that wait, which has a bound of its own), and both raise
+:class:`TimeoutError` past it. A transaction that lost a race with a peer
+(:data:`presence.db.failures.Failure.TRANSIENT`) is run again, here, so no
+caller has to know which failures are worth a retry.
 """
 
 from __future__ import annotations
@@ -18,18 +25,23 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence.db.driver import Statement, execute
 from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
-from presence.db.writes import Statement, execute
+from presence.db.failures import Failure, classify
 from presence.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Runs of one transaction that lost a race with a peer before its failure is given up.
+TRANSIENT_ATTEMPTS: Final = 3
 
 
 class Transactions(Protocol):
@@ -37,7 +49,11 @@ class Transactions(Protocol):
         """Get ready before the first transaction; never raises (the first ``run`` will)."""
 
     async def run(self, statements: Sequence[Statement]) -> None:
-        """Execute ``statements`` in one transaction and commit it; raise if it did not commit."""
+        """Execute ``statements`` in one transaction and commit it; raise if it did not commit.
+
+        :class:`TimeoutError` when it did not finish within the timeout; then it may
+        still commit (the event is applied at least once, as a retried webhook is).
+        """
 
     async def close(self) -> None:
         """Release the connection; nothing may run afterwards."""
@@ -46,31 +62,50 @@ class Transactions(Protocol):
 def transactions_for(engine: AsyncEngine, settings: Settings) -> Transactions:
     path = sqlite_file(engine)
     if path is None:
-        return EngineTransactions(engine)
-    return SqliteTransactions(path, synchronous=settings.sqlite_synchronous)
+        return EngineTransactions(engine, timeout=settings.commit_timeout)
+    return SqliteTransactions(path, synchronous=settings.sqlite_synchronous, timeout=settings.commit_timeout)
 
 
 class EngineTransactions:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
         self._engine = engine
+        self._timeout = timeout
 
     async def start(self) -> None:
         pass  # the pool connects on demand
 
     async def run(self, statements: Sequence[Statement]) -> None:
-        async with self._engine.begin() as connection:
-            await execute(connection, statements)
+        # One deadline for every attempt: a silent database is an outage, not a wait.
+        async with asyncio.timeout(self._timeout):
+            for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+                try:
+                    async with self._engine.begin() as connection:
+                        await execute(connection, statements)
+                except Exception as error:
+                    if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
+                        raise
+                    log.info("transaction conflicted with a peer (%s); running it again", type(error).__name__)
+                    await asyncio.sleep(0.005 * attempt)
+                else:
+                    return
 
     async def close(self) -> None:
         pass  # the engine's owner disposes of it
 
 
 class SqliteTransactions:
-    """One writer thread with one connection, configured as the engine's (WAL, ``synchronous``)."""
+    """One writer thread with one connection, configured as the engine's (WAL, ``synchronous``).
 
-    def __init__(self, path: Path, *, synchronous: str) -> None:
+    A transaction gets ``timeout`` seconds from when the thread starts it. Waiting for
+    the thread to be free (behind a transaction whose caller gave up, still running to
+    its end) is bounded by ``timeout`` too; one that never started is then dropped, so
+    what was answered "not committed" is not committed later by surprise.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str, timeout: float) -> None:
         self._path = path
         self._synchronous = synchronous
+        self._timeout = timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presence-sqlite-writer")
         #: Used only on the writer thread.
         self._connection: sqlite3.Connection | None = None
@@ -91,7 +126,21 @@ class SqliteTransactions:
     async def run(self, statements: Sequence[Statement]) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
         # on the thread, and the next one waits for it: the thread is never abandoned mid-write.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, statements)
+        loop = asyncio.get_running_loop()
+        job = _Job(loop)
+        finished = loop.run_in_executor(self._executor, self._run_job, job, statements)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await asyncio.shield(job.started)
+        except TimeoutError:
+            if job.abandon():
+                raise TimeoutError("the SQLite writer was busy with an earlier transaction") from None
+        async with asyncio.timeout(self._timeout):
+            await finished
+
+    def _run_job(self, job: _Job, statements: Sequence[Statement]) -> None:
+        if job.begin():
+            self._transaction(statements)
 
     async def close(self) -> None:
         if self._closed:
@@ -104,6 +153,7 @@ class SqliteTransactions:
             self._executor.shutdown(wait=False)
 
     def _transaction(self, statements: Sequence[Statement]) -> None:
+        """One transaction, on the writer thread."""
         connection = self._connection or self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -134,3 +184,36 @@ class SqliteTransactions:
             with contextlib.suppress(sqlite3.Error):
                 self._connection.close()
             self._connection = None
+
+
+class _Job:
+    """Whether a transaction handed to the writer thread has started, or was given up before it did."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._state: str = "waiting"
+        #: Set (on the loop) when the thread starts the transaction.
+        self.started: asyncio.Future[None] = loop.create_future()
+
+    def begin(self) -> bool:
+        """On the thread: start, unless the caller has given up; ``False`` then."""
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "started"
+        self._loop.call_soon_threadsafe(_set_started, self.started)
+        return True
+
+    def abandon(self) -> bool:
+        """On the loop: give up on a transaction not yet started; ``False`` if it already has."""
+        with self._lock:
+            if self._state == "started":
+                return False
+            self._state = "abandoned"
+            return True
+
+
+def _set_started(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
@@ -25,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
 from presence.core.inbox import InboxRow
-from presence.core.times import ms_to_datetime
-from presence.db.engine import compile_positional
+from presence.db.driver import CompiledUpsert, Statement, execute, instant_encoder, moment_encoder
 from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
 
 
@@ -46,31 +42,6 @@ class Dialect:
         raise ValueError(f"unsupported database backend: {name}")
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement in the driver's own SQL, and the rows to execute it with (an executemany)."""
-
-    sql: str
-    rows: list[tuple[Any, ...]]
-
-
-class _Compiled:
-    """An upsert compiled once for a dialect: SQLAlchemy builds the SQL, never each row's parameters."""
-
-    def __init__(self, statement: Insert, dialect: SADialect, columns: Sequence[str] | None = None) -> None:
-        compiled, names = compile_positional(statement, dialect, columns)
-        self.sql = str(compiled)
-        #: Column names in the order of the SQL's placeholders.
-        self.names = names
-        if len(self.names) < 2:
-            raise ValueError("a statement of one column would not get tuples from itemgetter")
-        self._pick = itemgetter(*self.names)
-
-    def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        pick = self._pick
-        return [pick(row) for row in values]
-
-
 class Writer:
     """The statements of one backend, compiled once per engine.
 
@@ -83,16 +54,14 @@ class Writer:
 
     def __init__(self, dialect: SADialect) -> None:
         backend = Dialect.named(dialect.name)
-        self._instant: Callable[[int], Any] = sqlite_instant if dialect.name == "sqlite" else ms_to_datetime
-        self._moment: Callable[[datetime], Any] = (
-            _sqlite_moment if dialect.name == "sqlite" else (lambda moment: moment.astimezone(UTC))
-        )
-        self._inbox = _Compiled(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
-        self._user = _Compiled(_user_upsert(backend), dialect)
-        self._session = _Compiled(_session_upsert(backend), dialect)
-        self._message = _Compiled(_message_upsert(backend), dialect)
-        self._receipt = _Compiled(_receipt_upsert(backend), dialect)
-        self._watermark = _Compiled(_watermark_upsert(backend), dialect)
+        self._instant = instant_encoder(dialect)
+        self._moment = moment_encoder(dialect)
+        self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
+        self._user = CompiledUpsert(_user_upsert(backend), dialect)
+        self._session = CompiledUpsert(_session_upsert(backend), dialect)
+        self._message = CompiledUpsert(_message_upsert(backend), dialect)
+        self._receipt = CompiledUpsert(_receipt_upsert(backend), dialect)
+        self._watermark = CompiledUpsert(_watermark_upsert(backend), dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
         """The inbox rows, then the joined facts, each table's rows in key order.
@@ -132,36 +101,8 @@ class Writer:
         return None if ms is None else self._instant(ms)
 
     @staticmethod
-    def _of(compiled: _Compiled, rows: Iterable[dict[str, Any]]) -> Statement:
+    def _of(compiled: CompiledUpsert, rows: Iterable[dict[str, Any]]) -> Statement:
         return Statement(compiled.sql, compiled.rows(rows))
-
-
-async def execute(connection: AsyncConnection, statements: Sequence[Statement]) -> None:
-    """Run ``statements`` through SQLAlchemy's connection, as the driver's own SQL."""
-    for statement in statements:
-        await connection.exec_driver_sql(statement.sql, statement.rows)
-
-
-def sqlite_instant(ms: int) -> str:
-    """Milliseconds since the epoch as SQLAlchemy's SQLite ``DATETIME`` stores an :class:`Instant`.
-
-    Arithmetic within the day and a cached date: about twice as fast as formatting a ``datetime``.
-    """
-    day, in_day = divmod(ms, 86_400_000)
-    seconds, millis = divmod(in_day, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{_sqlite_date(day)} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}000"
-
-
-@lru_cache(maxsize=4096)
-def _sqlite_date(day: int) -> str:
-    return ms_to_datetime(day * 86_400_000).strftime("%Y-%m-%d")
-
-
-def _sqlite_moment(moment: datetime) -> str:
-    # "2026-11-21T10:15:30.123000+00:00" -> "2026-11-21 10:15:30.123000"
-    return moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:-6]
 
 
 def _user_upsert(dialect: Dialect) -> Insert:

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy import exc
 
+from presence.db.failures import is_unavailable
 from presence.http.keys import METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,6 @@ _CODES = {
     415: "unsupported_media_type",
     503: "unavailable",
 }
-
-
-#: Errors that mean the database cannot be reached now, not that the request is wrong.
-UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError, OSError)
 
 
 class ApiError(Exception):
@@ -65,10 +61,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _CODES.get(error.status, "http_error")
         headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return error_response(ApiError(error.status, code, error.reason, headers))
-    except UNAVAILABLE as error:
-        request.app[METRICS].database_errors.labels(operation="query").inc()
-        log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
-        return error_response(ApiError(503, "unavailable", "the database is unavailable; retry later"))
-    except Exception:
+    except Exception as error:
+        if is_unavailable(error):
+            request.app[METRICS].database_errors.labels(operation="query").inc()
+            log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
+            return error_response(ApiError(503, "unavailable", "the database is unavailable; retry later"))
         log.exception("unexpected error", extra={"method": request.method, "path": request.path})
         return error_response(ApiError(500, "internal_error", "internal error"))

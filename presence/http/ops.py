@@ -6,10 +6,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
+from presence.db.failures import is_unavailable
 from presence.db.models import UserPresence
 from presence.db.schema import current_revision
 from presence.http.auth import require_api_token
-from presence.http.errors import UNAVAILABLE, ApiError, json_response
+from presence.http.errors import ApiError, json_response
 from presence.http.keys import ENGINE, HEAD_REVISION, METRICS, SETTINGS
 
 
@@ -23,7 +24,9 @@ async def get_readyz(request: web.Request) -> web.Response:
     head = request.app[HEAD_REVISION]
     try:
         revision = await current_revision(request.app[ENGINE])
-    except UNAVAILABLE:
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
         raise ApiError(503, "not_ready", "the database cannot be reached") from None
     if revision != head:
         raise ApiError(503, "not_ready", f"the schema is at revision {revision}, not {head}; run `presence migrate`")
@@ -40,6 +43,8 @@ async def get_metrics(request: web.Request) -> web.Response:
                 select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
             )
             metrics.users_online.set(online.scalar_one())
-    except UNAVAILABLE:
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
         metrics.database_errors.labels(operation="query").inc()  # still serve what is known
     return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

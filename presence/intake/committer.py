@@ -10,7 +10,8 @@ overlap). Their order does not matter: every write is a join, and each takes its
 row locks in key order.
 Within a batch the pure core joins the facts first, so each row is written once.
 The statements are built on the event loop and run as one transaction by
-:mod:`presence.db.transactions` (on SQLite, one hop to the writer thread).
+:mod:`presence.db.transactions` (on SQLite, one hop to the writer thread), which
+bounds each by the commit timeout and runs again one that lost a race with a peer.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.facts import changes_of
+from presence.db.failures import Failure, classify, describe
 from presence.db.transactions import Transactions, transactions_for
 from presence.db.writes import Writer
 from presence.intake.accept import Accepted
@@ -34,11 +34,6 @@ from presence.metrics import Metrics
 from presence.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-#: serialization_failure and deadlock_detected: a peer won a race; retrying is safe.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
-TRANSIENT_ATTEMPTS = 3
 
 
 class IntakeUnavailable(Exception):
@@ -167,20 +162,19 @@ class Committer:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            # A database that stops answering must not hold every later request: a stuck
-            # commit is given up (and rolled back, or its outcome unknown) and answered 503.
-            async with asyncio.timeout(self._commit_timeout):
-                await self._commit([p.item for p in batch])
+            # A database that stops answering must not hold every later request: the transaction
+            # layer gives a stuck commit up (rolled back, or its outcome unknown): answered 503.
+            await self._commit([p.item for p in batch])
         except Exception as error:
             if self._metrics is not None:
                 self._metrics.database_errors.labels(operation="commit").inc()
-            if not _refused_data(error):
-                log.warning("commit of %d events failed: %s", len(batch), _describe(error))
+            if classify(error) is not Failure.REFUSED:
+                log.warning("commit of %d events failed: %s", len(batch), describe(error))
                 _settle(batch, IntakeUnavailable("the database is unavailable"))
                 return
             if len(batch) == 1:
                 log.error(
-                    "database refused an event: %s", _describe(error), extra={"trigger": batch[0].item.inbox.trigger}
+                    "database refused an event: %s", describe(error), extra={"trigger": batch[0].item.inbox.trigger}
                 )
                 _settle(batch, IntakeRejected("the database refused this event"))
                 return
@@ -195,18 +189,7 @@ class Committer:
 
     async def _commit(self, items: Sequence[Accepted]) -> None:
         changes = changes_of(item.event for item in items)
-        statements = self._writer.statements([item.inbox for item in items], changes)
-        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-            try:
-                await self._transactions.run(statements)
-            except DBAPIError as error:
-                # A deadlock or serialization failure with a peer: the same transaction, again.
-                if _sqlstate(error) not in TRANSIENT_SQLSTATES or attempt == TRANSIENT_ATTEMPTS:
-                    raise
-                log.info("commit conflicted with a peer (%s); retrying", _sqlstate(error))
-                await asyncio.sleep(0.005 * attempt)
-            else:
-                return
+        await self._transactions.run(self._writer.statements([item.inbox for item in items], changes))
 
 
 def _settle(batch: list[_Pending], error: Exception | None) -> None:
@@ -223,20 +206,3 @@ def _consume_outcome(future: asyncio.Future[None]) -> None:
     # The request may have gone away; mark its outcome seen so asyncio does not warn.
     if not future.cancelled():
         future.exception()
-
-
-def _refused_data(error: Exception) -> bool:
-    """The database refused the data (SQLSTATE class 22 or 23), rather than being unreachable."""
-    if isinstance(error, IntegrityError | DataError | sqlite3.IntegrityError | sqlite3.DataError):
-        return True
-    return isinstance(error, DBAPIError) and _sqlstate(error)[:2] in ("22", "23")
-
-
-def _sqlstate(error: DBAPIError) -> str:
-    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return state if isinstance(state, str) else ""
-
-
-def _describe(error: BaseException) -> str:
-    original = error.orig if isinstance(error, DBAPIError) else None
-    return f"{type(error).__name__}: {original if original is not None else error}"

@@ -1,0 +1,87 @@
+"""What a database error means, said once for every caller.
+
+Three kinds matter to the service, and each caller answers them its own way
+(``/hook`` with ``503`` or ``422``, the query API with ``503``, the commands
+with exit code 3):
+
+- *refused*: the database refused the data itself (SQLSTATE class 22 or 23, or
+  SQLite's integrity and data errors); the same statement will fail again.
+- *transient*: a peer won a race (serialization failure, deadlock); the same
+  transaction, run again, may well commit. The transaction layer retries these.
+- *unavailable*: the database cannot be reached or used now (connection lost or
+  refused, a timeout, a locked, read-only or full SQLite file); retry later.
+
+Anything else (a ``ProgrammingError``: SQL that does not fit the schema) is not
+the database failing but a bug, and is left to propagate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from enum import Enum
+
+from sqlalchemy import exc
+
+
+class Failure(Enum):
+    REFUSED = "refused"
+    TRANSIENT = "transient"
+    UNAVAILABLE = "unavailable"
+
+
+#: serialization_failure and deadlock_detected: a peer won a race; retrying is safe.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+#: data_exception and integrity_constraint_violation: the data, not the database.
+_REFUSED_CLASSES = frozenset({"22", "23"})
+
+#: Errors that say nothing of the data: the database, its connection or its file failed.
+_UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,  # the pool had no connection to give in time
+    sqlite3.OperationalError,  # our own SQLite connections: locked, read-only, disk I/O
+    sqlite3.InterfaceError,
+    sqlite3.DatabaseError,  # a file that is not (or no longer) a database
+    OSError,
+    TimeoutError,
+)
+
+
+def classify(error: BaseException) -> Failure | None:
+    """The kind of database failure ``error`` is, or ``None`` if it is not one."""
+    if isinstance(error, exc.IntegrityError | exc.DataError | sqlite3.IntegrityError | sqlite3.DataError):
+        return Failure.REFUSED
+    if isinstance(error, exc.DBAPIError):
+        return _classify_driver_error(error)
+    return Failure.UNAVAILABLE if isinstance(error, _UNAVAILABLE_TYPES) else None
+
+
+def _classify_driver_error(error: exc.DBAPIError) -> Failure | None:
+    state = sqlstate(error)
+    if state in TRANSIENT_SQLSTATES:
+        return Failure.TRANSIENT
+    if state[:2] in _REFUSED_CLASSES:
+        return Failure.REFUSED
+    if isinstance(error, exc.ProgrammingError):
+        return None  # our SQL, or a schema it was not written for
+    # Whatever else the driver reports (a connection terminated or reset, a server shutting
+    # down, a statement timeout, a full disk) is the database failing, not the request.
+    return Failure.UNAVAILABLE
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means "the database cannot be used now; retry later"."""
+    return classify(error) in (Failure.UNAVAILABLE, Failure.TRANSIENT)
+
+
+def sqlstate(error: exc.DBAPIError) -> str:
+    """The SQLSTATE the driver reported (asyncpg's ``sqlstate``, psycopg's ``pgcode``), or ``""``."""
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if isinstance(state, str) else ""
+
+
+def describe(error: BaseException) -> str:
+    """The database's own words, without the SQL or a URL: for one log or error line."""
+    original = error.orig if isinstance(error, exc.DBAPIError) else None
+    return f"{type(error).__name__}: {original if original is not None else error}"
