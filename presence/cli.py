@@ -28,7 +28,7 @@ from presence.intake.importer import Progress as ImportProgress
 from presence.jobs.rebuild import Progress as RebuildProgress
 from presence.jobs.rebuild import RebuildSummary, rebuild
 from presence.logs import configure_logging
-from presence.settings import Settings, SettingsError
+from presence.settings import FLAG_SETTINGS, Settings, SettingsError
 
 log = logging.getLogger("presence")
 
@@ -43,10 +43,9 @@ REJECTIONS_SHOWN = 20
 def main(argv: Sequence[str] | None = None) -> int:
     threading.excepthook = _quiet_aiosqlite_shutdown
     args = _parser().parse_args(argv)
+    flags = {name: getattr(args, name.lower(), None) for name in FLAG_SETTINGS}
     try:
-        settings = Settings.from_env(os.environ)
-        if args.command == "serve":
-            settings = _with_flags(settings, args)
+        settings = Settings.from_env(os.environ, flags)
     except SettingsError as error:
         print(f"presence: {error}", file=sys.stderr)
         return 2
@@ -84,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="receive CometChat webhooks and answer the query API")
     serve.add_argument("--host", help="address to listen on (PRESENCE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (PRESENCE_PORT, default 8080)")
+    serve.add_argument("--port", help="port to listen on (PRESENCE_PORT, default 8080)")
     serve.add_argument("--database-url", help="SQLAlchemy async URL (PRESENCE_DATABASE_URL)")
-    serve.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS")
-    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (PRESENCE_TLS_CERT)")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert (PRESENCE_TLS_KEY)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before listening")
     serve.add_argument(
         "--insecure", action="store_true", help="start without hook credentials or API tokens (development only)"
@@ -99,24 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("file", metavar="FILE", help="one webhook body a line; - for standard input")
     commands.add_parser("rebuild", help="derive all state again from the inbox")
     return parser
-
-
-def _with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
-    changes: dict[str, object] = {}
-    if args.database_url:
-        changes["database_url"] = args.database_url
-    host = args.host or os.environ.get("PRESENCE_HOST") or "127.0.0.1"
-    raw_port = args.port if args.port is not None else os.environ.get("PRESENCE_PORT", "8080")
-    try:
-        port = int(raw_port)
-    except ValueError:
-        raise SettingsError(f"PRESENCE_PORT must be a port number, got {raw_port!r}") from None
-    if not 0 <= port <= 65535:
-        raise SettingsError(f"the port must be between 0 and 65535, got {port}")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise SettingsError("--tls-cert and --tls-key go together")
-    args.host, args.port = host, port
-    return settings.replace(**changes) if changes else settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,10 +115,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "post webhooks and read presence",
         )
     ssl_context = None
-    if args.tls_cert:
+    if settings.tls_cert is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
         except (OSError, ssl.SSLError) as error:
             print(f"presence: cannot load the TLS certificate or key: {error}", file=sys.stderr)
             return 2
@@ -145,8 +126,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app.on_startup.append(_freeze_startup_objects)
     web.run_app(
         app,
-        host=args.host,
-        port=args.port,
+        host=settings.host,
+        port=settings.port,
         ssl_context=ssl_context,
         access_log=None,
         print=lambda message: log.info("%s", " ".join(message.split())),

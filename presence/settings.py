@@ -1,7 +1,8 @@
-"""Settings: read once from ``PRESENCE_*`` environment variables, typed, checked.
+"""Settings: read once from ``PRESENCE_*`` environment variables (and ``serve``'s flags), typed, checked.
 
-A bad value fails at start-up with a one-line :class:`SettingsError` that names
-the variable. Secrets are held in :class:`Secret`, whose ``repr`` hides them, so
+A command-line flag overrides its variable and is checked the same way. A bad
+value fails at start-up with a one-line :class:`SettingsError` that names the
+variable, or the flag it came from. Secrets are held in :class:`Secret`, whose ``repr`` hides them, so
 no log line or traceback can show one.
 """
 
@@ -17,6 +18,14 @@ from typing import Final, Literal, TypeVar
 
 PREFIX: Final = "PRESENCE_"
 DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///presence.db"
+#: The settings ``serve`` also takes as flags: ``--host`` overrides ``PRESENCE_HOST``, and so on.
+FLAG_SETTINGS: Final = ("DATABASE_URL", "HOST", "PORT", "TLS_CERT", "TLS_KEY")
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a setting: ``TLS_CERT`` is ``--tls-cert``."""
+    return "--" + name.lower().replace("_", "-")
+
 
 _Choice = TypeVar("_Choice", bound=str)
 LogFormat = Literal["text", "json"]
@@ -47,6 +56,12 @@ class Secret:
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
+    #: Where ``serve`` listens.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: A PEM certificate chain and its private key: ``serve`` speaks HTTPS. Both or neither.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     hook_username: str | None = None
     hook_password: Secret | None = None
     api_tokens: tuple[Secret, ...] = ()
@@ -82,13 +97,26 @@ class Settings:
     inline_read_budget: float = 0.002
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Settings from an environment mapping (``os.environ`` in production)."""
-        reader = _Reader(environ)
+    def from_env(cls, environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
+        """Settings from an environment mapping (``os.environ`` in production).
+
+        ``flags``: values given on the command line, by setting name (``"PORT"``), each
+        overriding its variable; ``None`` for a flag not given.
+        """
+        reader = _Reader(environ, {name: value for name, value in (flags or {}).items() if value is not None})
         defaults = cls()
         password = reader.text("HOOK_PASSWORD")
+        tls_cert, tls_key = reader.text("TLS_CERT"), reader.text("TLS_KEY")
+        if (tls_cert is None) != (tls_key is None):
+            raise SettingsError(
+                "--tls-cert and --tls-key go together (PRESENCE_TLS_CERT and PRESENCE_TLS_KEY): give both or neither"
+            )
         return cls(
             database_url=reader.text("DATABASE_URL") or defaults.database_url,
+            host=reader.text("HOST") or defaults.host,
+            port=reader.integer("PORT", defaults.port, minimum=0, maximum=65535),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
             hook_username=reader.text("HOOK_USERNAME"),
             hook_password=Secret(password) if password else None,
             api_tokens=tuple(Secret(t) for t in reader.csv("API_TOKENS")),
@@ -131,26 +159,33 @@ class Settings:
 
 
 class _Reader:
-    def __init__(self, environ: Mapping[str, str]) -> None:
+    def __init__(self, environ: Mapping[str, str], flags: Mapping[str, str]) -> None:
         self._environ = environ
+        self._flags = flags
+
+    def name(self, name: str) -> str:
+        """What the operator wrote: the flag, if one was given, else the variable."""
+        return flag_of(name) if name in self._flags else PREFIX + name
 
     def text(self, name: str) -> str | None:
-        value = self._environ.get(PREFIX + name, "").strip()
-        return value or None
+        value = self._flags[name] if name in self._flags else self._environ.get(PREFIX + name, "")
+        return value.strip() or None
 
     def csv(self, name: str) -> list[str]:
         return [item.strip() for item in (self.text(name) or "").split(",") if item.strip()]
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
         raw = self.text(name)
         if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from None
+            raise SettingsError(f"{self.name(name)} must be a whole number, got {raw!r}") from None
         if value < minimum:
-            raise SettingsError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+            raise SettingsError(f"{self.name(name)} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{self.name(name)} must be at most {maximum}, got {value}")
         return value
 
     def number(self, name: str, default: float, *, zero: bool = False) -> float:
@@ -160,11 +195,11 @@ class _Reader:
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from None
+            raise SettingsError(f"{self.name(name)} must be a number of seconds, got {raw!r}") from None
         if zero and value == 0:
             return value
         if not (value > 0 and math.isfinite(value)):
-            raise SettingsError(f"{PREFIX}{name} must be {'0 or ' if zero else ''}positive, got {raw!r}")
+            raise SettingsError(f"{self.name(name)} must be {'0 or ' if zero else ''}positive, got {raw!r}")
         return value
 
     def duration(self, name: str, default: timedelta) -> timedelta:
@@ -174,7 +209,7 @@ class _Reader:
             return default
         match = _DURATION.fullmatch(raw.lower())
         if match is None or float(match["amount"]) <= 0:
-            raise SettingsError(f"{PREFIX}{name} must be a duration such as 7d, 12h, 30m or 45s, got {raw!r}")
+            raise SettingsError(f"{self.name(name)} must be a duration such as 7d, 12h, 30m or 45s, got {raw!r}")
         return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
 
     def choice(self, name: str, default: _Choice, allowed: tuple[_Choice, ...]) -> _Choice:
@@ -184,4 +219,4 @@ class _Reader:
         for option in allowed:
             if raw.upper() == option.upper():
                 return option
-        raise SettingsError(f"{PREFIX}{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        raise SettingsError(f"{self.name(name)} must be one of {', '.join(allowed)}, got {raw!r}")

@@ -1,0 +1,46 @@
+"""Settings: variables and ``serve``'s flags, read and checked in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from presence.settings import Settings, SettingsError
+
+
+def test_a_flag_overrides_its_variable_and_an_absent_flag_does_not() -> None:
+    environ = {"PRESENCE_HOST": "0.0.0.0", "PRESENCE_PORT": "9000", "PRESENCE_DATABASE_URL": "sqlite+aiosqlite:///a.db"}
+    settings = Settings.from_env(environ, {"PORT": "9100", "HOST": None, "DATABASE_URL": None})
+    assert (settings.host, settings.port, settings.database_url) == ("0.0.0.0", 9100, "sqlite+aiosqlite:///a.db")
+    assert (Settings.from_env({}).host, Settings.from_env({}).port) == ("127.0.0.1", 8080)
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "named"),
+    [
+        ({"PRESENCE_PORT": "eighty"}, {}, "PRESENCE_PORT"),
+        ({"PRESENCE_PORT": "8080"}, {"PORT": "eighty"}, "--port"),
+        ({}, {"PORT": "65536"}, "--port"),
+        ({"PRESENCE_PORT": "-1"}, {}, "PRESENCE_PORT"),
+    ],
+)
+def test_a_bad_port_names_where_it_came_from(environ: dict[str, str], flags: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{named} must be"):
+        Settings.from_env(environ, flags)
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags"),
+    [
+        ({"PRESENCE_TLS_CERT": "cert.pem"}, {}),
+        ({}, {"TLS_KEY": "key.pem"}),
+        ({"PRESENCE_TLS_CERT": "cert.pem", "PRESENCE_TLS_KEY": "key.pem"}, {"TLS_KEY": ""}),
+    ],
+)
+def test_a_certificate_and_its_key_go_together(environ: dict[str, str], flags: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="--tls-cert and --tls-key"):
+        Settings.from_env(environ, flags)
+
+
+def test_a_certificate_from_the_environment_and_its_key_from_a_flag_pair_up() -> None:
+    settings = Settings.from_env({"PRESENCE_TLS_CERT": "cert.pem"}, {"TLS_KEY": "key.pem"})
+    assert (settings.tls_cert, settings.tls_key) == ("cert.pem", "key.pem")
