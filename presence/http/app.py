@@ -1,8 +1,10 @@
 """The application factory: settings in, an aiohttp application out.
 
-Nothing is built at import time. The engine and the group committer live in a
-``cleanup_ctx`` generator, made when the application starts (after the schema
-is migrated, when asked) and disposed of when it stops, committed work first.
+Nothing is built at import time. Each resource (the engine, with the schema
+migrated first when asked; the group committer; the inline lookups; retention)
+lives in a ``cleanup_ctx`` generator of its own, made when the application
+starts and disposed of when it stops, in reverse order: retention stops, the
+committer commits what is queued, and the engine is disposed of last.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[CURSOR_KEY] = cursor_key(settings)
     app[METRICS] = Metrics()
     app[HEAD_REVISION] = head_revision() or ""
-    app.cleanup_ctx.append(_storage(migrate=migrate))
+    # One context per resource, in the order they depend on each other: aiohttp disposes of
+    # them in reverse, and of those already made when a later one fails to start.
+    app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention])
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
     app.router.add_get("/users/{uid}/sessions", api.get_sessions)
@@ -61,30 +65,51 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     return app
 
 
-def _storage(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def storage(app: web.Application) -> AsyncIterator[None]:
-        settings = app[SETTINGS]
-        engine = create_engine(settings)
-        if migrate:
-            await upgrade(engine)
-            log.info("schema is at the newest revision")
-        committer = Committer.for_settings(engine, settings, app[METRICS])
-        await committer.start()
-        app[ENGINE] = engine
-        app[COMMITTER] = committer
-        lookups = Lookups(engine, budget=settings.inline_read_budget, metrics=app[METRICS])
-        app[LOOKUPS] = lookups
-        stop_retention = asyncio.Event()
-        expiring = asyncio.create_task(
-            retention.run_forever(engine, settings, app[METRICS], stop_retention), name="presence-retention"
-        )
+def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The engine (the schema migrated first, when asked), disposed of last."""
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(app[SETTINGS])
         try:
+            if migrate:
+                await upgrade(engine)
+                log.info("schema is at the newest revision")
+            app[ENGINE] = engine
             yield
         finally:
-            stop_retention.set()  # the batch in progress commits; no query is cancelled mid-flight
-            await expiring
-            await committer.close()
-            lookups.close()
             await engine.dispose()
 
-    return storage
+    return database
+
+
+async def _committer(app: web.Application) -> AsyncIterator[None]:
+    """Group commit for ``/hook``: what is queued when the app stops is committed, or answered 503."""
+    committer = Committer.for_settings(app[ENGINE], app[SETTINGS], app[METRICS])
+    await committer.start()
+    app[COMMITTER] = committer
+    try:
+        yield
+    finally:
+        await committer.close()
+
+
+async def _lookups(app: web.Application) -> AsyncIterator[None]:
+    lookups = Lookups(app[ENGINE], budget=app[SETTINGS].inline_read_budget, metrics=app[METRICS])
+    app[LOOKUPS] = lookups
+    try:
+        yield
+    finally:
+        lookups.close()
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Retention passes in the background; stopping lets the batch in progress commit, never cancels a query."""
+    stop = asyncio.Event()
+    passes = asyncio.create_task(
+        retention.run_forever(app[ENGINE], app[SETTINGS], app[METRICS], stop), name="presence-retention"
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await passes
