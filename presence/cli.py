@@ -12,7 +12,7 @@ import ssl
 import stat
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from presence.db.engine import create_engine
 from presence.db.failures import classify, describe
 from presence.db.schema import upgrade
 from presence.http.app import create_app
-from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
+from presence.intake.importer import ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.intake.importer import Progress as ImportProgress
 from presence.jobs.rebuild import Progress as RebuildProgress
 from presence.jobs.rebuild import RebuildSummary, rebuild
@@ -160,15 +160,16 @@ def _import(settings: Settings, path: str) -> int:
     except OSError as error:
         print(f"presence: cannot read {path}: {error.strerror or error}", file=sys.stderr)
         return 2
+    report = _Rejections(settings)
     try:
         with _progress_bar("importing", total=_size_of(source), unit="B", unit_scale=True, unit_divisor=1024) as bar:
 
             def progress(_lines: int, bytes_read: int) -> None:
                 bar.update(bytes_read - bar.n)
 
-            summary = asyncio.run(_import_async(settings, source, progress))
+            summary = asyncio.run(_import_async(settings, source, progress, report.line))
     except ImportInterrupted as error:
-        _report_rejections(error.summary, settings)
+        report.close()
         print(f"presence: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except Exception as error:
@@ -182,7 +183,7 @@ def _import(settings: Settings, path: str) -> int:
     finally:
         if source is not sys.stdin.buffer:
             source.close()
-    _report_rejections(summary, settings)
+    report.close()
     print(
         f"imported {name}: {summary.accepted} accepted, {summary.ignored} ignored, {summary.rejected} rejected"
         f" ({summary.lines} lines, {summary.blank} blank)"
@@ -190,30 +191,44 @@ def _import(settings: Settings, path: str) -> int:
     return EXIT_REJECTED if summary.rejected else 0
 
 
-async def _import_async(settings: Settings, source: IO[bytes], progress: ImportProgress) -> ImportSummary:
+async def _import_async(
+    settings: Settings, source: IO[bytes], progress: ImportProgress, on_rejected: Callable[[RejectedLine], None]
+) -> ImportSummary:
     engine = create_engine(settings)
     try:
         await upgrade(engine)
-        return await import_lines(engine, source, settings=settings, progress=progress)
+        return await import_lines(engine, source, settings=settings, progress=progress, on_rejected=on_rejected)
     finally:
         await engine.dispose()
 
 
-def _report_rejections(summary: ImportSummary, settings: Settings) -> None:
-    """The first rejected lines on stderr: plain lines, or log records when the log is JSON."""
-    shown = summary.rejections[:REJECTIONS_SHOWN]
-    more = summary.rejected - len(shown)
-    if settings.log_format == "json":
-        for rejection in shown:
+class _Rejections:
+    """The first rejected lines on stderr as they are found (plain lines, or log records when the log
+    is JSON), and a count of the rest: nothing is kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._json = settings.log_format == "json"
+        self._shown = 0
+        self._more = 0
+
+    def line(self, rejection: RejectedLine) -> None:
+        if self._shown == REJECTIONS_SHOWN:
+            self._more += 1
+            return
+        self._shown += 1
+        if self._json:
             context = {"line": rejection.line, "code": rejection.code, "reason": rejection.message}
             log.warning("rejected %s", rejection, extra=context)
-        if more:
-            log.warning("%d more rejected lines not shown", more, extra={"not_shown": more})
-        return
-    for rejection in shown:
-        print(rejection, file=sys.stderr)
-    if more:
-        print(f"... and {more} more rejected lines", file=sys.stderr)
+        else:
+            tqdm.write(str(rejection), file=sys.stderr)  # above the progress bar, if there is one
+
+    def close(self) -> None:
+        if not self._more:
+            return
+        if self._json:
+            log.warning("%d more rejected lines not shown", self._more, extra={"not_shown": self._more})
+        else:
+            print(f"... and {self._more} more rejected lines", file=sys.stderr)
 
 
 def _size_of(source: IO[bytes]) -> int | None:

@@ -31,7 +31,7 @@ from presence.db.driver import Statement
 from presence.db.engine import create_engine
 from presence.db.writes import Writer
 from presence.http.app import create_app
-from presence.intake.importer import ImportInterrupted, ImportSummary, import_lines
+from presence.intake.importer import REJECTIONS_KEPT, ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import Api, make_settings
@@ -563,3 +563,16 @@ def test_import_and_rebuild_show_progress_bars_on_a_terminal(tmp_path: Path) -> 
     assert bars, terminal
     assert bars[-1].startswith("rebuilding: 100%|"), bars
     assert f"{events}/{events}" in bars[-1], bars
+
+
+async def test_rejected_lines_are_streamed_and_only_the_first_are_kept(engine: AsyncEngine, settings: Settings) -> None:
+    """A file of many bad lines costs no more memory than one of a few: each goes to ``on_rejected``."""
+    lines = [user_line("u-1")] + [b"{nope"] * (3 * REJECTIONS_KEPT)
+    streamed: list[RejectedLine] = []
+
+    summary = await import_lines(engine, lines, settings=settings, on_rejected=streamed.append)
+
+    assert [r.line for r in streamed] == list(range(2, len(lines) + 1))
+    assert summary.rejected == 3 * REJECTIONS_KEPT
+    assert summary.rejections == streamed[:REJECTIONS_KEPT]
+    assert summary.accepted == 1

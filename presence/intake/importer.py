@@ -6,6 +6,10 @@ group commit that acknowledges ``/hook``: many lines are in flight at once, so o
 transaction commits hundreds of them. A line ``/hook`` would answer with a ``4xx``
 is rejected here, with its line number, and the import goes on.
 
+Rejected lines are handed to ``on_rejected`` as they are found, and only the first
+:data:`REJECTIONS_KEPT` stay in the summary: a file of a million bad lines costs no
+more memory than one of ten.
+
 When the database cannot be reached, the import stops with :class:`ImportInterrupted`,
 which says how many lines were committed. Applying an event again changes nothing,
 so importing the same file again, from its start, is safe.
@@ -32,6 +36,8 @@ Progress = Callable[[int, int], None]
 
 #: Lines read from the source at a time, off the event loop.
 CHUNK_LINES = 256
+#: Rejected lines the summary keeps (the first ones); it counts them all.
+REJECTIONS_KEPT = 20
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -56,12 +62,10 @@ class ImportSummary:
     ignored: int = 0
     #: Empty or whitespace-only lines, skipped.
     blank: int = 0
-    #: Every rejected line, by line number.
+    #: Lines rejected, all of them.
+    rejected: int = 0
+    #: The first :data:`REJECTIONS_KEPT` rejected lines, by line number.
     rejections: list[RejectedLine] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> int:
-        return len(self.rejections)
 
     @property
     def committed(self) -> int:
@@ -92,10 +96,13 @@ async def import_lines(
     *,
     settings: Settings,
     progress: Progress | None = None,
+    on_rejected: Callable[[RejectedLine], None] | None = None,
 ) -> ImportSummary:
     """Feed ``lines`` (or the lines of the file at that path) through intake; say what became of them.
 
-    Raises :class:`ImportInterrupted` if the database becomes unavailable.
+    ``on_rejected`` is called with each rejected line as soon as it is known (the ones the
+    database refuses come after their neighbours). Raises :class:`ImportInterrupted` if the
+    database becomes unavailable.
     """
     opened: Generator[bytes, None, None] | None = None
     source: Iterator[bytes]
@@ -106,7 +113,7 @@ async def import_lines(
     committer = Committer.for_settings(engine, settings)
     await committer.start()
     try:
-        return await _Import(committer, settings, progress).run(source)
+        return await _Import(committer, settings, progress, on_rejected).run(source)
     finally:
         await committer.close()
         if opened is not None:
@@ -125,8 +132,15 @@ def _take(source: Iterator[bytes], count: int) -> list[bytes]:
 
 
 class _Import:
-    def __init__(self, committer: Committer, settings: Settings, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        committer: Committer,
+        settings: Settings,
+        progress: Progress | None,
+        on_rejected: Callable[[RejectedLine], None] | None,
+    ) -> None:
         self._committer = committer
+        self._on_rejected = on_rejected
         self._max_bytes = settings.max_body_bytes
         # Enough in flight that the next batch fills while one commits; never more than the queue takes.
         self._window = max(1, min(2 * settings.commit_max_batch, settings.intake_queue_limit))
@@ -200,4 +214,9 @@ class _Import:
             await asyncio.wait(set(self._in_flight), return_when=when)
 
     def _reject(self, number: int, code: str, message: str) -> None:
-        self._summary.rejections.append(RejectedLine(number, code, message))
+        rejection = RejectedLine(number, code, message)
+        self._summary.rejected += 1
+        if len(self._summary.rejections) < REJECTIONS_KEPT:
+            self._summary.rejections.append(rejection)
+        if self._on_rejected is not None:
+            self._on_rejected(rejection)
