@@ -22,8 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+#: Every constraint and index named from its table and columns, so no name is typed by hand.
+#: ``column_0_N_name`` joins all of an index's columns: ``ix_receipt_conversation_id_message_id``.
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
@@ -93,7 +95,7 @@ class UserPresence(Base):
     """One row per user ever seen; see ``presence.core.facts.UserFact``."""
 
     __tablename__ = "user_presence"
-    __table_args__ = (Index("ix_user_presence_status_uid", "status", "uid"),)
+    __table_args__ = (Index(None, "status", "uid"),)
 
     uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
     status: Mapped[str] = mapped_column(String(255))
@@ -108,7 +110,7 @@ class UserSession(Base):
 
     __tablename__ = "user_session"
     __table_args__ = (
-        Index("ix_user_session_uid_live", "uid", "live"),
+        Index(None, "uid", "live"),
         # Live sessions by platform: the /users?platform= pages and /stats.
         Index(
             "ix_user_session_live_platform_uid",
@@ -148,9 +150,9 @@ class Receipt(Base):
 
     __tablename__ = "receipt"
     __table_args__ = (
-        Index("ix_receipt_conversation_id_message_id", "conversation_id", "message_id"),
+        Index(None, "conversation_id", "message_id"),
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
-        Index("ix_receipt_at", "at"),
+        Index(None, "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
@@ -166,7 +168,7 @@ class ReceiptWatermark(Base):
     __tablename__ = "receipt_watermark"
     __table_args__ = (
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
-        Index("ix_receipt_watermark_at", "at"),
+        Index(None, "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
