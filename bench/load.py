@@ -17,13 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-LUA = Path(__file__).resolve().parent / "load.lua"
+from tests.support.api import API_AUTH, HOOK_AUTH
 
-HOOK_USERNAME = "bench"
-HOOK_PASSWORD = "bench-password"  # noqa: S105 - a throwaway credential for a local server
-API_TOKEN = "bench-token"  # noqa: S105
-HOOK_AUTH = "Basic YmVuY2g6YmVuY2gtcGFzc3dvcmQ="  # base64 of HOOK_USERNAME:HOOK_PASSWORD
-API_AUTH = f"Bearer {API_TOKEN}"
+LUA = Path(__file__).resolve().parent / "load.lua"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from bench.load import Load, WrkResult
 from bench.profiling import Profiler
 from bench.progress import log
 from bench.rows import Check, Row
-from bench.servers import Server, presence_command, presence_environment, running
+from bench.servers import BASELINE_APP, BaselineServer, Server, presence_command, running, server_environment
 
 
 @dataclass(slots=True)
@@ -44,19 +45,21 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The servers started, each stopped when the run ends.
     servers: list[Server] = field(default_factory=list)
 
-    def server(self, name: str, argv: Sequence[str], environment: dict[str, str]) -> Server:
-        server = Server(name, argv, environment, self.workdir, self.load.pin)
-        self.servers.append(server)
-        return server
-
     def presence_server(self, name: str, database: Database, extra: dict[str, str] | None = None) -> Server:
-        return self.server(name, [*presence_command(), "serve"], presence_environment(database.url, extra))
+        environment = server_environment(database.url, extra)
+        return Server(name, environment, self.workdir, program=[*self.load.pin.server, *presence_command()])
+
+    def baseline_server(self) -> Server:
+        program = [*self.load.pin.server, sys.executable, str(BASELINE_APP)]
+        return BaselineServer("baseline", server_environment(None), self.workdir, program=program)
 
     def start(self, server: Server) -> None:
-        """Start ``server`` now; it is stopped when the run ends, whatever happens."""
-        if server.process is None:
+        """Start ``server`` now, unless it runs already; it is stopped when the run ends, whatever happens."""
+        if server not in self.servers:
+            self.servers.append(server)
             self.cleanup.enter_context(running(server))
 
     def measure(self, subject: Subject, attempt: int) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +20,8 @@ from bench.databases import Database, PostgresDatabase, SqliteDatabase, read_thr
 from bench.measure import Bench, Subject
 from bench.progress import log
 from bench.rows import Row
-from bench.servers import Server, presence_command, presence_environment
-
-BASELINE_APP = Path(__file__).resolve().parent / "baseline_app.py"
+from bench.servers import Server, presence_command, server_environment
+from tests.support.server import run_presence
 
 
 def write_paths(path: Path, paths: Sequence[str]) -> Path:
@@ -80,9 +78,7 @@ class Planner:
     def baselines(self, uid_paths: list[str]) -> tuple[Row, Row, Row]:
         """The bare stack, one process for POST and for GET (at 64 and at low concurrency)."""
         bench, connections, low = self.bench, self.bench.args.connections, self.bench.args.latency_connections
-        server = functools.cache(
-            lambda: bench.server("baseline", [sys.executable, str(BASELINE_APP)], presence_environment("unused"))
-        )
+        server = functools.cache(bench.baseline_server)
         paths = _fixed(write_paths(bench.workdir / "baseline-paths.txt", uid_paths))
         bare = "bare aiohttp"
         return (
@@ -191,15 +187,8 @@ def sample_big_paths(users: int, seed: int, count: int = 100_000) -> list[str]:
 
 
 def migrate(database: Database, workdir: Path) -> None:
-    done = subprocess.run(  # noqa: S603
-        [*presence_command(), "migrate"],
-        env=presence_environment(database.url),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    environment = server_environment(database.url)
+    done = asyncio.run(run_presence(["migrate"], environment, workdir, program=presence_command(), time_limit=120))
     if done.returncode != 0:
         raise RuntimeError(f"presence migrate failed: {done.stderr.strip()}")
 

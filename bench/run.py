@@ -37,7 +37,6 @@ from bench.plan import plan
 from bench.profiling import Profiler
 from bench.progress import log
 from bench.report import machine, report
-from bench.servers import stop_all
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
@@ -117,7 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiler=Profiler(args.profile, pin),
             cleanup=cleanup,
         )
-        cleanup.callback(stop_all, bench.servers)
         try:
             measure_in_rounds(bench, plan(bench))
         except KeyboardInterrupt:
