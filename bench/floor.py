@@ -15,6 +15,12 @@ request's CPU time by the sum to bound what intake can reach on one core.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script from a checkout: the repository's root holds the ``bench`` package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import argparse
 import asyncio
 import resource
@@ -22,10 +28,8 @@ import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-import workload
-
+from bench import workload
 from presence.core.facts import changes_of
 from presence.db.driver import Statement
 from presence.db.engine import create_engine

@@ -82,11 +82,16 @@ class ServerProcess:
         host: str = "127.0.0.1",
         name: str = "server",
         client_ssl: ssl.SSLContext | None = None,
+        program: Sequence[str] = PRESENCE_MODULE,
     ) -> None:
         """``client_ssl``: the server serves HTTPS (``args`` carry ``--tls-cert``, ``--tls-key``) and
-        this context, which trusts its certificate, is how ``/healthz`` is polled."""
+        this context, which trusts its certificate, is how ``/healthz`` is polled.
+
+        ``program``: what runs ``serve``, as for :func:`run_presence` (the benchmark puts ``taskset``
+        in front, which execs it, so :attr:`pid` stays the server's)."""
         self.environment = dict(environment)
         self.client_ssl = client_ssl
+        self.program = tuple(program)
         self.args = tuple(args)
         self.host = host
         self.port = free_port(host)
@@ -104,7 +109,7 @@ class ServerProcess:
 
     @property
     def command(self) -> list[str]:
-        return [*PRESENCE_MODULE, "serve", "--host", self.host, "--port", str(self.port), *self.args]
+        return [*self.program, "serve", "--host", self.host, "--port", str(self.port), *self.args]
 
     @property
     def pid(self) -> int:

@@ -1,0 +1,1 @@
+"""The presence benchmark; ``python bench/run.py`` runs it (see docs/benchmarks.md)."""
