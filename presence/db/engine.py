@@ -20,8 +20,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     options: dict[str, Any] = {}
     if settings.database_url.startswith("postgresql"):
         # A pooled connection may have died with the server: check it before use, so the
-        # service recovers from an outage by itself. A local SQLite file needs no such check,
-        # and skipping it made an in-process GET about 0.6x as long (2,000 requests, alternating runs).
+        # service recovers from an outage by itself. A local SQLite file needs no such check, and
+        # the check is a round trip per request (measured in docs/benchmarks.md, "Figures kept out of the code").
         options.update(
             pool_pre_ping=True,
             pool_size=settings.db_pool_size,

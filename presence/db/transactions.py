@@ -5,7 +5,7 @@ hop to a thread of its own, on a stdlib ``sqlite3`` connection: ``BEGIN
 IMMEDIATE``, one ``executemany`` per statement, ``COMMIT`` (and its fsync). Going
 through aiosqlite instead costs a round trip to its thread and back for every
 call, and each return waits its turn behind the requests the event loop is
-serving: profiles showed a 32-event commit taking 10 ms, most of it waiting.
+serving: most of a commit's time went to that waiting (docs/design.md).
 
 Elsewhere (PostgreSQL, where asyncpg needs no thread; an in-memory SQLite
 database, which only the engine's own connection can see)
