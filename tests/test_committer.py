@@ -18,7 +18,7 @@ from presence.db.engine import create_engine
 from presence.db.transactions import SqliteTransactions
 from presence.db.writes import Writer
 from presence.intake.accept import Accepted, accept
-from presence.intake.committer import Committer, IntakeUnavailable
+from presence.intake.committer import Committer, IntakeRejected, IntakeUnavailable
 from presence.settings import Settings
 from tests.support import payloads
 
@@ -166,3 +166,44 @@ async def test_the_engine_and_the_writer_put_a_database_in_wal_mode(tmp_path: Pa
     await writer.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "by-writer.db")) as plain:
         assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+class RefusingTransactions:
+    """Transactions that the database refuses, as a constraint violation, when they hold uid ``u-bad``."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.committed_inbox_rows = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, statements: Sequence[Statement]) -> None:
+        self.runs += 1
+        if any("u-bad" in repr(statement.rows) for statement in statements):
+            raise sqlite3.IntegrityError("refused for the test")
+        self.committed_inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_one_refused_event_costs_its_batch_a_few_transactions_not_one_each() -> None:
+    """The batch is halved until the refused event stands alone: about 2·log2(n) transactions, not n."""
+    refusing = RefusingTransactions()
+    committer = Committer(refusing, Writer(POSTGRESQL), max_batch=64, queue_limit=100, commit_timeout=5.0)
+    items = [event(n) for n in range(63)]
+    session = payloads.device("s-bad")
+    bad = payloads.connection("u-bad", "connected", 1_700_000_000_000, session, connections=[session])
+    items.insert(17, accept(orjson.dumps(bad), received_at=datetime(2026, 11, 21, tzinfo=UTC)))
+    submitted = [asyncio.ensure_future(committer.submit(item)) for item in items]
+    await committer.start()  # after the submissions: all 64 go into the first batch
+
+    outcomes = await asyncio.gather(*submitted, return_exceptions=True)
+    await committer.close()
+
+    refused = [index for index, outcome in enumerate(outcomes) if isinstance(outcome, IntakeRejected)]
+    assert refused == [17]
+    assert all(outcome is None for index, outcome in enumerate(outcomes) if index != 17)
+    assert refusing.committed_inbox_rows == 63
+    assert refusing.runs <= 2 * 6 + 1  # log2(64) = 6 halvings

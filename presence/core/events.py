@@ -212,6 +212,12 @@ def _receipt(data: Mapping[str, object], kind: ReceiptKind) -> ReceiptMarked:
         conversation_id = group_conversation_id(_string(data, "receiptReceiver", "data.receiptReceiver"))
     else:
         raise InvalidEvent("data.receiverType", "expected 'user' or 'group'")
+    if len(conversation_id) > MAX_CONVERSATION_LENGTH:
+        # Every derived id is held to the column it is stored in, here, the same for every backend.
+        raise InvalidEvent(
+            "data.receiptSender",
+            f"with data.messageSender it makes a conversation id longer than {MAX_CONVERSATION_LENGTH} characters",
+        )
     return ReceiptMarked(
         kind=kind,
         message_id=_message_id(data, "messageId", "data.messageId"),

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_ID_LENGTH
+
 #: Every constraint and index named from its table and columns, so no name is typed by hand.
 #: ``column_0_N_name`` joins all of an index's columns: ``ix_receipt_conversation_id_message_id``.
 NAMING_CONVENTION = {
@@ -97,7 +99,7 @@ class UserPresence(Base):
     __tablename__ = "user_presence"
     __table_args__ = (Index(None, "status", "uid"),)
 
-    uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     status: Mapped[str] = mapped_column(String(255))
     status_updated_at: Mapped[datetime | None] = mapped_column(Instant())
     status_key: Mapped[bytes] = mapped_column(LargeBinary(32))
@@ -121,8 +123,8 @@ class UserSession(Base):
         ),
     )
 
-    uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
-    session_id: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    session_id: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     signal_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     live: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="live"))
     device_id: Mapped[str | None] = mapped_column(String(255))
@@ -138,8 +140,8 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     claim: Mapped[bytes] = mapped_column(LargeBinary)
-    conversation_id: Mapped[str] = mapped_column(identifier(512), index=True)
-    sender: Mapped[str | None] = mapped_column(identifier(255))
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), index=True)
+    sender: Mapped[str | None] = mapped_column(identifier(MAX_ID_LENGTH))
     sent_at: Mapped[datetime | None] = mapped_column(Instant())
     #: The earliest time any event said something of this message; retention goes by it.
     noted_at: Mapped[datetime | None] = mapped_column(Instant(), index=True)
@@ -155,8 +157,8 @@ class Receipt(Base):
         Index(None, "at"),
     )
 
-    conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
-    reader_uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    reader_uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())
@@ -171,8 +173,8 @@ class ReceiptWatermark(Base):
         Index(None, "at"),
     )
 
-    conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)
-    reader_uid: Mapped[str] = mapped_column(identifier(255), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    reader_uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())
