@@ -69,7 +69,7 @@ def main() -> None:
         batches: list[list[Statement]] = []
         for start in range(0, len(bodies), args.batch):
             accepted = [accept(raw, received_at=received) for raw in bodies[start : start + args.batch]]
-            changes = changes_of(item.event for item in accepted)
+            changes = changes_of((item.event, item.received_at_ms) for item in accepted)
             batches.append(writer.statements([item.inbox for item in accepted], changes))
         pure = cpu_seconds() - started
 

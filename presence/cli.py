@@ -26,7 +26,7 @@ from presence.http.app import create_app
 from presence.intake.importer import ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.intake.importer import Progress as ImportProgress
 from presence.jobs.rebuild import Progress as RebuildProgress
-from presence.jobs.rebuild import RebuildSummary, rebuild
+from presence.jobs.rebuild import RebuildSummary, RebuildWouldLose, rebuild
 from presence.logs import configure_logging
 from presence.settings import FLAG_SETTINGS, Settings, SettingsError
 
@@ -35,6 +35,8 @@ log = logging.getLogger("presence")
 #: Exit codes beyond 0 (success) and 2 (bad usage, setting or file).
 EXIT_REJECTED = 1
 EXIT_UNAVAILABLE = 3
+#: rebuild refused: it would have lost state (nothing changed).
+EXIT_REFUSED = 4
 EXIT_INTERRUPTED = 130
 #: Rejected lines listed on stderr after an import; the summary counts them all.
 REJECTIONS_SHOWN = 20
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "import":
         return _import(settings, args.file)
-    return _rebuild(settings)
+    return _rebuild(settings, accept_loss=args.accept_loss)
 
 
 def _quiet_aiosqlite_shutdown(args: threading.ExceptHookArgs) -> None:
@@ -96,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "import", help="feed a JSON-lines file of webhook bodies through the path /hook takes, and summarise"
     )
     importer.add_argument("file", metavar="FILE", help="one webhook body a line; - for standard input")
-    commands.add_parser("rebuild", help="derive all state again from the inbox")
+    rebuilder = commands.add_parser("rebuild", help="derive all state again from the checkpoint and the inbox")
+    rebuilder.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="rebuild even if rows that neither the inbox nor the checkpoint justifies would be dropped",
+    )
     return parser
 
 
@@ -240,7 +247,7 @@ def _size_of(source: IO[bytes]) -> int | None:
     return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-def _rebuild(settings: Settings) -> int:
+def _rebuild(settings: Settings, *, accept_loss: bool) -> int:
     try:
         with _progress_bar("rebuilding", total=None, unit=" events") as bar:
 
@@ -249,7 +256,10 @@ def _rebuild(settings: Settings) -> int:
                     bar.total = total
                 bar.update(done - bar.n)
 
-            summary = asyncio.run(_rebuild_async(settings, progress))
+            summary = asyncio.run(_rebuild_async(settings, progress, accept_loss=accept_loss))
+    except RebuildWouldLose as error:
+        print(f"presence: {error}", file=sys.stderr)
+        return EXIT_REFUSED
     except Exception as error:
         if classify(error) is None:
             raise
@@ -258,15 +268,21 @@ def _rebuild(settings: Settings) -> int:
     except KeyboardInterrupt:
         print("presence: rebuild interrupted; its transaction was rolled back, nothing changed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"rebuilt state from {summary.replayed} inbox events ({summary.unreadable} unreadable)")
+    print(
+        f"rebuilt state from {summary.from_checkpoint} checkpoint rows and {summary.replayed} inbox events"
+        f" ({summary.unreadable} unreadable)"
+    )
+    if summary.lost:
+        lost = ", ".join(f"{count} {table} rows" for table, count in summary.lost.items())
+        print(f"presence: as accepted, the rebuild dropped {lost} that nothing could justify", file=sys.stderr)
     return 0
 
 
-async def _rebuild_async(settings: Settings, progress: RebuildProgress) -> RebuildSummary:
+async def _rebuild_async(settings: Settings, progress: RebuildProgress, *, accept_loss: bool) -> RebuildSummary:
     engine = create_engine(settings)
     try:
         await upgrade(engine)
-        return await rebuild(engine, progress=progress)
+        return await rebuild(engine, settings=settings, progress=progress, accept_loss=accept_loss)
     finally:
         await engine.dispose()
 

@@ -84,6 +84,8 @@ class Settings:
     commit_timeout: float = 5.0
     log_format: LogFormat = "text"
     log_level: str = "INFO"
+    #: How far ahead of its arrival an event's own times may be; further is 400.
+    max_clock_skew: timedelta = timedelta(hours=1)
     #: Inbox rows older than this are deleted in the background.
     inbox_retention: timedelta = timedelta(days=7)
     #: Messages, receipts and watermarks older than this are deleted in the background.
@@ -136,12 +138,17 @@ class Settings:
             commit_timeout=reader.number("COMMIT_TIMEOUT", defaults.commit_timeout),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            max_clock_skew=reader.duration("MAX_CLOCK_SKEW", defaults.max_clock_skew),
             inbox_retention=reader.duration("INBOX_RETENTION", defaults.inbox_retention),
             receipt_retention=reader.duration("RECEIPT_RETENTION", defaults.receipt_retention),
             retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
             retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
             inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),
         )
+
+    @property
+    def max_clock_skew_ms(self) -> int:
+        return int(self.max_clock_skew.total_seconds() * 1000)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

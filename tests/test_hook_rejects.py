@@ -10,6 +10,8 @@ import base64
 import copy
 import io
 import re
+import time
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -410,3 +412,61 @@ async def test_get_on_the_hook_is_405_with_the_error_shape(seeded: Api) -> None:
 
     await assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
+
+
+#: 9999-12-31, the last instant a timestamp column holds: a clock gone wrong, or an attack.
+FAR_FUTURE_MS = 253_402_300_799_000
+#: The year 5138 in seconds, as receipts carry them (a value above 10^11 would be read as milliseconds).
+FAR_FUTURE_S = 99_999_999_999
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+FAR_AHEAD = [
+    pytest.param(replaced(CONNECTION, FAR_FUTURE_MS, "data", "event", "at"), "data.event.at", id="connected in 9999"),
+    pytest.param(
+        replaced(CONNECTION, FAR_FUTURE_MS, "data", "user", "status_updated_at"),
+        "data.user.status_updated_at",
+        id="status updated in 9999",
+    ),
+    pytest.param(
+        replaced(CONNECTION, FAR_FUTURE_MS, "data", "connections", 0, "connected_at"),
+        "data.connections[].connected_at",
+        id="a snapshot session connected in 9999",
+    ),
+    pytest.param(replaced(MESSAGE, FAR_FUTURE_S, "data", "sentAt"), "data.sentAt", id="sent in 5138"),
+    pytest.param(replaced(READ, FAR_FUTURE_S, "data", "readAt"), "data.readAt", id="read in 5138"),
+    pytest.param(replaced(DELIVERY, FAR_FUTURE_S, "data", "deliveredAt"), "data.deliveredAt", id="delivered in 5138"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), FAR_AHEAD)
+async def test_an_event_dated_far_ahead_of_its_arrival_is_400_naming_the_field(
+    seeded: Api, database_url: str, body: dict[str, Any], field: str
+) -> None:
+    """A `connected` dated 9999 would be the newest event for ever, and keep its user online after every
+    real `disconnected`: an event time more than PRESENCE_MAX_CLOCK_SKEW ahead of arrival is refused."""
+    before = await dump(database_url)
+
+    response = await seeded.post_hook(body)
+
+    await assert_error(response, 400, "invalid_event")
+    assert (await response.json())["error"]["message"].startswith(f"{field}: more than 3600 s ahead")
+    assert await dump(database_url) == before
+
+
+async def test_an_event_a_little_ahead_of_the_clock_is_accepted(api: Api) -> None:
+    """Clocks drift: half an hour ahead is within the default skew of an hour."""
+    session = payloads.device("s-1")
+    ahead = payloads.connection("early-bird", "connected", _now_ms() + 1_800_000, session, connections=[session])
+    assert await api.hook(ahead) == {"status": "accepted"}
+
+
+async def test_the_skew_is_a_setting(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+    api = Api(await aiohttp_client(create_app(settings.replace(max_clock_skew=timedelta(minutes=10)))))
+    session = payloads.device("s-1")
+    ahead = payloads.connection("early-bird", "connected", _now_ms() + 1_800_000, session, connections=[session])
+    await assert_error(await api.post_hook(ahead), 400, "invalid_event")
+    assert Settings.from_env({"PRESENCE_MAX_CLOCK_SKEW": "10m"}).max_clock_skew == timedelta(minutes=10)

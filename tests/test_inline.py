@@ -148,11 +148,13 @@ def test_a_bad_budget_is_refused_in_one_line(raw: str) -> None:
 async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None:
     """Message 1 of bob's, then ``receipts`` readers who each read a later message of the conversation."""
     changes = Changes()
-    changes.messages[1] = MessageFact(1, message_claim(1, CONVERSATION, "bob"), CONVERSATION, "bob", 1000, 1000)
+    changes.messages[1] = MessageFact(
+        1, message_claim(1, CONVERSATION, "bob"), CONVERSATION, "bob", 1000, received_at_ms=1000
+    )
     for n in range(receipts):
         reader = f"reader-{n:05d}"
         changes.receipts[(CONVERSATION, reader, "read", 2 + n)] = ReceiptFact(
-            CONVERSATION, reader, "read", 2 + n, 2000 + n
+            CONVERSATION, reader, "read", 2 + n, 2000 + n, received_at_ms=3000
         )
     async with engine.begin() as connection:
         await Writer(engine.dialect).apply(connection, changes)

@@ -171,5 +171,11 @@ async def test_revision_0002_backfills_what_intake_would_have_written(api: Api, 
         await engine.dispose()
 
     backfilled = await dump(database_url)
-    assert backfilled["receipt_watermark"] == written_by_intake["receipt_watermark"]
-    assert backfilled["message"] == written_by_intake["message"]
+    # 0003 gives rows it finds the time of the migration as their reception time: compare the rest.
+    for table in ("receipt_watermark", "message"):
+        assert without_reception(table, backfilled) == without_reception(table, written_by_intake), table
+
+
+def without_reception(table: str, tables: dict[str, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    position = [column.name for column in Base.metadata.tables[table].columns].index("received_at")
+    return [row[:position] + row[position + 1 :] for row in tables[table]]

@@ -30,6 +30,8 @@ from tests.support.oracle import expected_presence, expected_receipts
 
 ROUNDS = 60
 BASE_MS = 1_795_256_130_000
+#: When the service received the events these tests apply directly.
+RECEIVED_MS = BASE_MS + 60_000
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ async def _apply(engine: AsyncEngine, bodies: list[dict[str, Any]]) -> None:
     writer = Writer(engine.dialect)
     for body in bodies:
         async with engine.begin() as connection:
-            await writer.apply(connection, changes_of([parse_event(body)]))
+            await writer.apply(connection, changes_of([(parse_event(body), RECEIVED_MS)]))
 
 
 async def _answers(engine: AsyncEngine) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -129,7 +131,7 @@ async def test_a_writer_blocked_on_a_row_lock_keeps_the_newer_event(
         early, late = (newer, older) if first_is_newer else (older, newer)
         writer = Writer(first.dialect)
         async with first.begin() as holder:
-            await writer.apply(holder, changes_of([parse_event(early)]))
+            await writer.apply(holder, changes_of([(parse_event(early), RECEIVED_MS)]))
             blocked = asyncio.create_task(_apply(second, [late]))
             await _wait_until_blocked(observer)
             assert not blocked.done()

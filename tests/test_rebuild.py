@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence.core.times import ms_to_datetime
 from presence.db.engine import create_engine
-from presence.jobs.rebuild import STATE_TABLES, rebuild
+from presence.db.models import STATE_MODELS, InboxEvent
+from presence.jobs import retention
+from presence.jobs.rebuild import RebuildWouldLose, rebuild
 from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import Api
@@ -106,8 +112,8 @@ async def answers(api: Api) -> Answers:
 
 async def wipe_state(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
-        for table in STATE_TABLES:
-            await connection.execute(delete(table))
+        for model in STATE_MODELS:
+            await connection.execute(delete(model))
 
 
 def found(recorded: Answers) -> int:
@@ -136,20 +142,24 @@ async def built(api: Api, database_url: str) -> tuple[Answers, dict[str, list[tu
 
 
 async def test_rebuild_leaves_the_state_intake_built(
-    api: Api, database_url: str, engine: AsyncEngine, built: tuple[Answers, dict[str, list[tuple[Any, ...]]]]
+    api: Api,
+    database_url: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    built: tuple[Answers, dict[str, list[tuple[Any, ...]]]],
 ) -> None:
     """§7: rebuild over intact state changes no answer and no row; so does a rebuild in small batches."""
     before, state = built
     inbox = await inbox_count(database_url)
     assert inbox == len(history())
 
-    summary = await rebuild(engine)
+    summary = await rebuild(engine, settings=settings)
 
     assert (summary.replayed, summary.unreadable) == (inbox, 0)
     assert await answers(api) == before
     assert await state_tables(database_url) == state
 
-    summary = await rebuild(engine, batch_size=3)
+    summary = await rebuild(engine, settings=settings, batch_size=3)
 
     assert (summary.replayed, summary.unreadable) == (inbox, 0)
     assert await answers(api) == before
@@ -157,7 +167,11 @@ async def test_rebuild_leaves_the_state_intake_built(
 
 
 async def test_rebuild_restores_wiped_state(
-    api: Api, database_url: str, engine: AsyncEngine, built: tuple[Answers, dict[str, list[tuple[Any, ...]]]]
+    api: Api,
+    database_url: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    built: tuple[Answers, dict[str, list[tuple[Any, ...]]]],
 ) -> None:
     """§2: the inbox alone is enough: with every state row deleted, rebuild gives back every answer."""
     before, state = built
@@ -165,7 +179,9 @@ async def test_rebuild_restores_wiped_state(
     assert found(await answers(api)) == 0
     progress: list[tuple[int, int]] = []
 
-    summary = await rebuild(engine, batch_size=10, progress=lambda done, total: progress.append((done, total)))
+    summary = await rebuild(
+        engine, settings=settings, batch_size=10, progress=lambda done, total: progress.append((done, total))
+    )
 
     inbox = len(history())
     assert summary.replayed == inbox
@@ -174,7 +190,9 @@ async def test_rebuild_restores_wiped_state(
     assert await state_tables(database_url) == state
 
 
-async def test_a_later_repeated_receipt_changes_nothing_in_intake_or_rebuild(api: Api, engine: AsyncEngine) -> None:
+async def test_a_later_repeated_receipt_changes_nothing_in_intake_or_rebuild(
+    api: Api, engine: AsyncEngine, settings: Settings
+) -> None:
     """§2, §4: a later read receipt for the same message, in its own request, keeps the earliest time."""
     await api.hook(payloads.message(12, DIRECT, "bob", receiver="alice", sent_at=S))
     first = payloads.receipt("read", 12, reader="alice", message_sender="bob", at=S + 40, receiver="bob")
@@ -184,7 +202,7 @@ async def test_a_later_repeated_receipt_changes_nothing_in_intake_or_rebuild(api
     await api.hook(later)
 
     intake = await api.receipts("12")
-    await rebuild(engine)
+    await rebuild(engine, settings=settings)
     rebuilt = await api.receipts("12")
 
     assert intake is not None
@@ -212,3 +230,91 @@ async def test_rebuild_command_prints_a_summary_and_restores_state(
     assert "0 unreadable" in result.stdout
     assert await answers(api) == before
     assert await state_tables(database_url) == state
+
+
+async def test_rebuild_after_retention_pruned_the_inbox_keeps_every_answer(
+    api: Api,
+    database_url: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    built: tuple[Answers, dict[str, list[tuple[Any, ...]]]],
+) -> None:
+    """§7: retention folds what it prunes into the checkpoint, so a rebuild loses nothing the inbox no longer holds."""
+    before, state = built
+    # Half the inbox pruned (as if received more than a week ago), then the rest.
+    pruning = settings.replace(retention_batch=len(history()) // 2, inbox_retention=timedelta(days=7))
+    await retention.run_pass(engine, pruning, datetime.now(UTC) + timedelta(days=8), stop=_stop_after_first_batch())
+    assert 0 < await inbox_count(database_url) < len(history())
+
+    summary = await rebuild(engine, settings=settings)
+
+    assert summary.from_checkpoint > 0
+    assert summary.lost == {}
+    assert await answers(api) == before
+    assert await state_tables(database_url, without_checkpoint=True) == without_checkpoint(state)
+
+    await retention.run_pass(engine, pruning, datetime.now(UTC) + timedelta(days=8))
+    assert await inbox_count(database_url) == 0
+    await wipe_state(engine)
+    await rebuild(engine, settings=settings)
+    assert await answers(api) == before
+
+
+def without_checkpoint(state: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: rows for name, rows in state.items() if not name.startswith("checkpoint_")}
+
+
+def _stop_after_first_batch() -> asyncio.Event:
+    stop = asyncio.Event()
+    stop.set()  # the pass ends after the batch in progress: one batch of the inbox
+    return stop
+
+
+async def test_rebuild_refuses_to_lose_state_that_nothing_justifies(  # noqa: PLR0917 - fixtures
+    api: Api,
+    database_url: str,
+    engine: AsyncEngine,
+    settings: Settings,
+    tmp_path: Path,
+    built: tuple[Answers, dict[str, list[tuple[Any, ...]]]],
+) -> None:
+    """§7: inbox rows gone with no checkpoint (pruned before there was one): rebuild says what it would lose
+    and changes nothing, unless told to accept the loss."""
+    before, state = built
+    async with engine.begin() as connection:
+        await connection.execute(delete(InboxEvent))  # as retention did before revision 0003
+
+    with pytest.raises(RebuildWouldLose) as refused:
+        await rebuild(engine, settings=settings)
+    assert refused.value.lost["user_presence"] == len(UIDS) - 1
+    assert "nothing was changed" in str(refused.value)
+    assert await state_tables(database_url) == state
+
+    result = await run_presence(["rebuild"], presence_environment(database_url, credentials=False), tmp_path)
+    assert result.returncode == 4, result
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "user_presence rows" in result.stderr
+    assert await answers(api) == before
+
+    summary = await rebuild(engine, settings=settings, accept_loss=True)
+    assert summary.lost["user_presence"] == len(UIDS) - 1
+    assert found(await answers(api)) == 0
+
+
+async def test_rebuild_judges_event_times_against_their_recorded_arrival(
+    api: Api, engine: AsyncEngine, settings: Settings
+) -> None:
+    """An inbox row whose event is dated far ahead of the time it was received is not replayed."""
+    session = payloads.device("s-1", connected_at=T)
+    ahead = payloads.connection("zed", "connected", T + 2 * 3_600_000, session, connections=[session])
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(InboxEvent).values(
+                received_at=ms_to_datetime(T), trigger=ahead["trigger"], body=orjson.dumps(ahead).decode()
+            )
+        )
+
+    summary = await rebuild(engine, settings=settings)
+
+    assert summary.unreadable == 1
+    assert await api.presence("zed") is None

@@ -28,6 +28,8 @@ MAX_CONVERSATION_LENGTH: Final = 512
 MAX_TRIGGER_LENGTH: Final = 100
 #: Message ids are compared as integers and stored in a signed 64-bit column.
 MAX_MESSAGE_ID: Final = 2**63 - 1
+#: How far an event's times may run ahead of its arrival (``PRESENCE_MAX_CLOCK_SKEW``).
+DEFAULT_MAX_SKEW_MS: Final = 3_600_000
 
 ConnectionKind = Literal["connected", "disconnected"]
 ReceiptKind = Literal["delivered", "read"]
@@ -120,6 +122,33 @@ def parse_event(body: object) -> Event:
     if trigger == IN_FLIGHT_TRIGGER:
         return MessageInFlight()
     return _receipt(data, "delivered" if trigger == DELIVERY_TRIGGER else "read")
+
+
+def check_not_ahead(event: Event, *, received_at_ms: int, max_skew_ms: int) -> None:
+    """Refuse an event whose times run further ahead of its arrival than clocks can drift apart.
+
+    A ``connected`` dated 9999 would otherwise be the newest event for ever, and keep its
+    user online after every real ``disconnected``. The arrival is passed in: ``/hook`` and
+    ``presence import`` give the time they received the body, ``presence rebuild`` the one
+    the inbox recorded.
+    """
+    latest = received_at_ms + max_skew_ms
+    for where, at_ms in _times_of(event):
+        if at_ms is not None and at_ms > latest:
+            raise InvalidEvent(where, f"more than {max_skew_ms // 1000} s ahead of the time the event was received")
+
+
+def _times_of(event: Event) -> Iterable[tuple[str, int | None]]:
+    if isinstance(event, ConnectionChanged):
+        yield "data.event.at", event.at_ms
+        yield "data.user.status_updated_at", event.status_updated_at_ms
+        yield "data.event.event_for.connected_at", event.session.connected_at_ms
+        for member in event.snapshot or ():
+            yield "data.connections[].connected_at", member.connected_at_ms
+    elif isinstance(event, MessageSent):
+        yield "data.sentAt", event.sent_at_ms
+    elif isinstance(event, ReceiptMarked):
+        yield ("data.deliveredAt" if event.kind == "delivered" else "data.readAt"), event.at_ms
 
 
 def is_storable_id(value: str, max_length: int = MAX_ID_LENGTH) -> bool:

@@ -82,6 +82,8 @@ class SessionFact:
     platform: str | None
     connected_at_ms: int | None
     disconnected_at_ms: int | None
+    #: When the service received that signal; an ended session is expired by it.
+    received_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,8 @@ class MessageFact:
     conversation_id: str
     sender: str | None
     sent_at_ms: int | None
-    #: The earliest time any event said something of this message (for retention).
-    noted_at_ms: int | None
+    #: When the service first received an event that named this message; retention goes by it.
+    received_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ class WatermarkFact:
     kind: ReceiptKind
     message_id: int
     at_ms: int
+    #: When the service received the receipt that set the watermark; retention goes by it.
+    received_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class ReceiptFact:
     kind: ReceiptKind
     message_id: int
     at_ms: int
+    #: When the service received that receipt; retention goes by it.
+    received_at_ms: int
 
 
 def join_user(a: UserFact, b: UserFact) -> UserFact:
@@ -139,23 +145,26 @@ def join_user(a: UserFact, b: UserFact) -> UserFact:
     )
 
 
+# Where two facts say the same thing and differ only in when the service received them
+# (a redelivery), the earlier reception wins: every join stays a choice independent of order.
+
+
 def join_session(a: SessionFact, b: SessionFact) -> SessionFact:
-    return a if a.signal_key >= b.signal_key else b
+    return a if (a.signal_key, -a.received_at_ms) >= (b.signal_key, -b.received_at_ms) else b
 
 
 def join_message(a: MessageFact, b: MessageFact) -> MessageFact:
     winner = a if a.claim >= b.claim else b
-    noted = [t for t in (a.noted_at_ms, b.noted_at_ms) if t is not None]
-    return replace(winner, noted_at_ms=min(noted) if noted else None)
+    return replace(winner, received_at_ms=min(a.received_at_ms, b.received_at_ms))
 
 
 def join_watermark(a: WatermarkFact, b: WatermarkFact) -> WatermarkFact:
     """The higher message id; at the same id, the earlier time."""
-    return a if (a.message_id, -a.at_ms) >= (b.message_id, -b.at_ms) else b
+    return a if (a.message_id, -a.at_ms, -a.received_at_ms) >= (b.message_id, -b.at_ms, -b.received_at_ms) else b
 
 
 def join_receipt(a: ReceiptFact, b: ReceiptFact) -> ReceiptFact:
-    return a if a.at_ms <= b.at_ms else b
+    return a if (a.at_ms, a.received_at_ms) <= (b.at_ms, b.received_at_ms) else b
 
 
 def is_live(session_live: bool, signal_key: bytes, snapshot_key: bytes) -> bool:
@@ -167,7 +176,7 @@ def message_claim(authority: int, conversation_id: str, sender: str | None) -> b
     return bytes((authority,)) + conversation_id.encode() + b"\x00" + (sender or "").encode()
 
 
-def facts_of_connection(event: ConnectionChanged) -> tuple[UserFact, list[SessionFact]]:
+def facts_of_connection(event: ConnectionChanged, received_at_ms: int) -> tuple[UserFact, list[SessionFact]]:
     key = order_key(event)
     user = UserFact(
         uid=event.uid,
@@ -179,15 +188,17 @@ def facts_of_connection(event: ConnectionChanged) -> tuple[UserFact, list[Sessio
     )
     if event.snapshot is None:
         connected = event.kind == "connected"
-        return user, [_session_fact(event, key, event.session, live=connected)]
-    sessions = [_session_fact(event, key, member, live=True) for member in event.snapshot]
+        return user, [_session_fact(event, key, event.session, received_at_ms, live=connected)]
+    sessions = [_session_fact(event, key, member, received_at_ms, live=True) for member in event.snapshot]
     if all(member.session_id != event.session.session_id for member in event.snapshot):
         # The snapshot decides: a session it does not list is over, whatever the event type says.
-        sessions.append(_session_fact(event, key, event.session, live=False))
+        sessions.append(_session_fact(event, key, event.session, received_at_ms, live=False))
     return user, sessions
 
 
-def _session_fact(event: ConnectionChanged, key: bytes, session: Session, *, live: bool) -> SessionFact:
+def _session_fact(
+    event: ConnectionChanged, key: bytes, session: Session, received_at_ms: int, *, live: bool
+) -> SessionFact:
     return SessionFact(
         uid=event.uid,
         session_id=session.session_id,
@@ -197,10 +208,11 @@ def _session_fact(event: ConnectionChanged, key: bytes, session: Session, *, liv
         platform=session.platform,
         connected_at_ms=session.connected_at_ms,
         disconnected_at_ms=None if live else event.at_ms,
+        received_at_ms=received_at_ms,
     )
 
 
-def fact_of_message(event: MessageSent) -> MessageFact | None:
+def fact_of_message(event: MessageSent, received_at_ms: int) -> MessageFact | None:
     if not event.tracked:
         return None
     return MessageFact(
@@ -209,18 +221,18 @@ def fact_of_message(event: MessageSent) -> MessageFact | None:
         conversation_id=event.conversation_id,
         sender=event.sender,
         sent_at_ms=event.sent_at_ms,
-        noted_at_ms=event.sent_at_ms,
+        received_at_ms=received_at_ms,
     )
 
 
-def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact, list[WatermarkFact]]:
+def facts_of_receipt(event: ReceiptMarked, received_at_ms: int) -> tuple[MessageFact, ReceiptFact, list[WatermarkFact]]:
     message = MessageFact(
         message_id=event.message_id,
         claim=message_claim(0, event.conversation_id, event.message_sender),
         conversation_id=event.conversation_id,
         sender=event.message_sender,
         sent_at_ms=None,
-        noted_at_ms=event.at_ms,
+        received_at_ms=received_at_ms,
     )
     receipt = ReceiptFact(
         conversation_id=event.conversation_id,
@@ -228,10 +240,12 @@ def facts_of_receipt(event: ReceiptMarked) -> tuple[MessageFact, ReceiptFact, li
         kind=event.kind,
         message_id=event.message_id,
         at_ms=event.at_ms,
+        received_at_ms=received_at_ms,
     )
     kinds: tuple[ReceiptKind, ...] = ("delivered", "read") if event.kind == "read" else ("delivered",)
     watermarks = [
-        WatermarkFact(event.conversation_id, event.reader, kind, event.message_id, event.at_ms) for kind in kinds
+        WatermarkFact(event.conversation_id, event.reader, kind, event.message_id, event.at_ms, received_at_ms)
+        for kind in kinds
     ]
     return message, receipt, watermarks
 
@@ -246,18 +260,19 @@ class Changes:
     receipts: dict[tuple[str, str, str, int], ReceiptFact] = field(default_factory=dict)
     watermarks: dict[tuple[str, str, str], WatermarkFact] = field(default_factory=dict)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, received_at_ms: int) -> None:
+        """Join in the facts of ``event``, which the service received at ``received_at_ms``."""
         if isinstance(event, ConnectionChanged):
-            user, sessions = facts_of_connection(event)
+            user, sessions = facts_of_connection(event, received_at_ms)
             self._add_user(user)
             for session in sessions:
                 self._add_session(session)
         elif isinstance(event, MessageSent):
-            message = fact_of_message(event)
+            message = fact_of_message(event, received_at_ms)
             if message is not None:
                 self._add_message(message)
         elif isinstance(event, ReceiptMarked):
-            message, receipt, watermarks = facts_of_receipt(event)
+            message, receipt, watermarks = facts_of_receipt(event, received_at_ms)
             self._add_message(message)
             self._add_receipt(receipt)
             for watermark in watermarks:
@@ -287,8 +302,9 @@ class Changes:
         self.watermarks[key] = fact if current is None else join_watermark(current, fact)
 
 
-def changes_of(events: Iterable[Event]) -> Changes:
+def changes_of(events: Iterable[tuple[Event, int]]) -> Changes:
+    """The joined facts of ``(event, received_at_ms)`` pairs."""
     changes = Changes()
-    for event in events:
-        changes.add(event)
+    for event, received_at_ms in events:
+        changes.add(event, received_at_ms)
     return changes

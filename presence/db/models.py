@@ -131,6 +131,8 @@ class UserSession(Base):
     platform: Mapped[str | None] = mapped_column(String(255))
     connected_at: Mapped[datetime | None] = mapped_column(Instant())
     disconnected_at: Mapped[datetime | None] = mapped_column(Instant())
+    #: When the service received the newest signal; an ended session expires by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
 
 
 class Message(Base):
@@ -143,8 +145,8 @@ class Message(Base):
     conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), index=True)
     sender: Mapped[str | None] = mapped_column(identifier(MAX_ID_LENGTH))
     sent_at: Mapped[datetime | None] = mapped_column(Instant())
-    #: The earliest time any event said something of this message; retention goes by it.
-    noted_at: Mapped[datetime | None] = mapped_column(Instant(), index=True)
+    #: When the service first received an event that named this message; retention goes by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
 
 
 class Receipt(Base):
@@ -154,7 +156,6 @@ class Receipt(Base):
     __table_args__ = (
         Index(None, "conversation_id", "message_id"),
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
-        Index(None, "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
@@ -162,19 +163,44 @@ class Receipt(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())
+    #: When the service received the receipt whose time this is; retention goes by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
 
 
 class ReceiptWatermark(Base):
     """How far each reader has delivered or read a conversation; see ``WatermarkFact``."""
 
     __tablename__ = "receipt_watermark"
-    __table_args__ = (
-        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
-        Index(None, "at"),
-    )
+    __table_args__ = (CheckConstraint("kind IN ('delivered', 'read')", name="kind"),)
 
     conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
     reader_uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     message_id: Mapped[int] = mapped_column(BigInteger, autoincrement=False)
     at: Mapped[datetime] = mapped_column(Instant())
+    #: When the service received the receipt that set this watermark; retention goes by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+
+
+#: The state tables, in the order a rebuild empties them (watermarks first, users last).
+STATE_MODELS: tuple[type[Base], ...] = (ReceiptWatermark, Receipt, Message, UserSession, UserPresence)
+
+
+def _checkpoint_of(model: type[Base]) -> Table:
+    """A table like ``model``'s, holding the joined facts of inbox events that retention pruned.
+
+    Same columns and key (so the same upserts write it), no secondary index but the
+    ``received_at`` one that retention uses, no constraint a rebuild could trip on.
+    """
+    table = table_of(model)
+    columns = []
+    for column in table.columns:
+        copy = column._copy()
+        copy.index = column.name == "received_at" or None
+        columns.append(copy)
+    return Table(f"checkpoint_{table.name}", Base.metadata, *columns)
+
+
+#: ``presence rebuild`` starts from these, then replays the inbox: the join of the two is the
+#: state every event ever received implies, though retention pruned the oldest from the inbox.
+CHECKPOINT_TABLES: dict[str, Table] = {table_of(m).name: _checkpoint_of(m) for m in STATE_MODELS}

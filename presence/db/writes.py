@@ -23,7 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
 from presence.core.inbox import InboxRow
 from presence.db.driver import CompiledUpsert, Statement, execute, instant_encoder, moment_encoder
-from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
+from presence.db.models import (
+    CHECKPOINT_TABLES,
+    Base,
+    InboxEvent,
+    Message,
+    Receipt,
+    ReceiptWatermark,
+    UserPresence,
+    UserSession,
+    table_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +62,21 @@ class Writer:
     :class:`presence.db.models.Instant` would bind (``tests/test_writes.py`` checks it).
     """
 
-    def __init__(self, dialect: SADialect) -> None:
+    def __init__(self, dialect: SADialect, *, checkpoint: bool = False) -> None:
+        """``checkpoint``: write the checkpoint tables (retention folds pruned inbox rows into them)."""
         backend = Dialect.named(dialect.name)
         self._instant = instant_encoder(dialect)
         self._moment = moment_encoder(dialect)
+
+        def table(model: type[Base]) -> Table:
+            return CHECKPOINT_TABLES[table_of(model).name] if checkpoint else table_of(model)
+
         self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
-        self._user = CompiledUpsert(_user_upsert(backend), dialect)
-        self._session = CompiledUpsert(_session_upsert(backend), dialect)
-        self._message = CompiledUpsert(_message_upsert(backend), dialect)
-        self._receipt = CompiledUpsert(_receipt_upsert(backend), dialect)
-        self._watermark = CompiledUpsert(_watermark_upsert(backend), dialect)
+        self._user = CompiledUpsert(_user_upsert(backend, table(UserPresence)), dialect)
+        self._session = CompiledUpsert(_session_upsert(backend, table(UserSession)), dialect)
+        self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect)
+        self._receipt = CompiledUpsert(_receipt_upsert(backend, table(Receipt)), dialect)
+        self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
         """The inbox rows, then the joined facts, each table's rows in key order.
@@ -81,10 +96,10 @@ class Writer:
             statements.append(self._of(self._user, (_user_row(f, instant, optional) for f in users)))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            statements.append(self._of(self._session, (_session_row(f, optional) for f in sessions)))
+            statements.append(self._of(self._session, (_session_row(f, instant, optional) for f in sessions)))
         if changes.messages:
             messages = (changes.messages[k] for k in sorted(changes.messages))
-            statements.append(self._of(self._message, (_message_row(f, optional) for f in messages)))
+            statements.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
         if changes.receipts:
             receipts = (changes.receipts[k] for k in sorted(changes.receipts))
             statements.append(self._of(self._receipt, (_mark_row(f, instant) for f in receipts)))
@@ -105,9 +120,9 @@ class Writer:
         return Statement(compiled.sql, compiled.rows(rows))
 
 
-def _user_upsert(dialect: Dialect) -> Insert:
-    row = table_of(UserPresence).c
-    statement = dialect.insert(table_of(UserPresence))
+def _user_upsert(dialect: Dialect, table: Table) -> Insert:
+    row = table.c
+    statement = dialect.insert(table)
     new = statement.excluded
     newer_status = new.status_key > row.status_key
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
@@ -127,54 +142,63 @@ def _user_upsert(dialect: Dialect) -> Insert:
     )
 
 
-def _session_upsert(dialect: Dialect) -> Insert:
-    row = table_of(UserSession).c
-    statement = dialect.insert(table_of(UserSession))
+def _session_upsert(dialect: Dialect, table: Table) -> Insert:
+    row = table.c
+    statement = dialect.insert(table)
     new = statement.excluded
-    replaced = ("signal_key", "live", "device_id", "platform", "connected_at", "disconnected_at")
+    replaced = ("signal_key", "live", "device_id", "platform", "connected_at", "disconnected_at", "received_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.uid, row.session_id],
         set_={name: new[name] for name in replaced},
-        where=new.signal_key > row.signal_key,
+        # The newer signal; the same one received again keeps its first reception.
+        where=or_(
+            new.signal_key > row.signal_key,
+            and_(new.signal_key == row.signal_key, new.received_at < row.received_at),
+        ),
     )
 
 
-def _message_upsert(dialect: Dialect) -> Insert:
-    row = table_of(Message).c
-    statement = dialect.insert(table_of(Message))
+def _message_upsert(dialect: Dialect, table: Table) -> Insert:
+    row = table.c
+    statement = dialect.insert(table)
     new = statement.excluded
     stronger = new.claim > row.claim
-    earlier = or_(row.noted_at.is_(None), new.noted_at < row.noted_at)
+    earlier = new.received_at < row.received_at
     claimed = ("claim", "conversation_id", "sender", "sent_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.id],
         set_={
             **{name: case((stronger, new[name]), else_=row[name]) for name in claimed},
-            "noted_at": case((and_(new.noted_at.is_not(None), earlier), new.noted_at), else_=row.noted_at),
+            "received_at": case((earlier, new.received_at), else_=row.received_at),
         },
-        where=or_(stronger, and_(new.noted_at.is_not(None), earlier)),
+        where=or_(stronger, earlier),
     )
 
 
-def _receipt_upsert(dialect: Dialect) -> Insert:
-    row = table_of(Receipt).c
-    statement = dialect.insert(table_of(Receipt))
+def _receipt_upsert(dialect: Dialect, table: Table) -> Insert:
+    row = table.c
+    statement = dialect.insert(table)
     new = statement.excluded
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
-        set_={"at": new.at},
-        where=new.at < row.at,
+        set_={"at": new.at, "received_at": new.received_at},
+        where=or_(new.at < row.at, and_(new.at == row.at, new.received_at < row.received_at)),
     )
 
 
-def _watermark_upsert(dialect: Dialect) -> Insert:
-    row = table_of(ReceiptWatermark).c
-    statement = dialect.insert(table_of(ReceiptWatermark))
+def _watermark_upsert(dialect: Dialect, table: Table) -> Insert:
+    row = table.c
+    statement = dialect.insert(table)
     new = statement.excluded
+    same_id = new.message_id == row.message_id
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind],
-        set_={"message_id": new.message_id, "at": new.at},
-        where=or_(new.message_id > row.message_id, and_(new.message_id == row.message_id, new.at < row.at)),
+        set_={"message_id": new.message_id, "at": new.at, "received_at": new.received_at},
+        where=or_(
+            new.message_id > row.message_id,
+            and_(same_id, new.at < row.at),
+            and_(same_id, new.at == row.at, new.received_at < row.received_at),
+        ),
     )
 
 
@@ -189,7 +213,9 @@ def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[
     }
 
 
-def _session_row(fact: SessionFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
+def _session_row(
+    fact: SessionFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]
+) -> dict[str, Any]:
     return {
         "uid": fact.uid,
         "session_id": fact.session_id,
@@ -199,17 +225,20 @@ def _session_row(fact: SessionFact, optional: Callable[[int | None], Any]) -> di
         "platform": fact.platform,
         "connected_at": optional(fact.connected_at_ms),
         "disconnected_at": optional(fact.disconnected_at_ms),
+        "received_at": instant(fact.received_at_ms),
     }
 
 
-def _message_row(fact: MessageFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
+def _message_row(
+    fact: MessageFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]
+) -> dict[str, Any]:
     return {
         "id": fact.message_id,
         "claim": fact.claim,
         "conversation_id": fact.conversation_id,
         "sender": fact.sender,
         "sent_at": optional(fact.sent_at_ms),
-        "noted_at": optional(fact.noted_at_ms),
+        "received_at": instant(fact.received_at_ms),
     }
 
 
@@ -221,4 +250,5 @@ def _mark_row(fact: ReceiptFact | WatermarkFact, instant: Callable[[int], Any]) 
         "kind": fact.kind,
         "message_id": fact.message_id,
         "at": instant(fact.at_ms),
+        "received_at": instant(fact.received_at_ms),
     }

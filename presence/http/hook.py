@@ -33,7 +33,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
             raise
         raw = await request.read()  # Content-Type is not trusted: CometChat sends "Application/json".
         try:
-            accepted = accept(raw, received_at=datetime.now(UTC))
+            accepted = accept(raw, received_at=datetime.now(UTC), max_skew_ms=request.app[SETTINGS].max_clock_skew_ms)
         except Rejected as rejected:
             trigger = rejected.trigger
             raise ApiError(400, rejected.code, rejected.message) from None

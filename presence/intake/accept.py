@@ -12,8 +12,17 @@ from datetime import datetime
 
 import orjson
 
-from presence.core.events import Event, InvalidEvent, MessageSent, UnknownTrigger, parse_event
+from presence.core.events import (
+    DEFAULT_MAX_SKEW_MS,
+    Event,
+    InvalidEvent,
+    MessageSent,
+    UnknownTrigger,
+    check_not_ahead,
+    parse_event,
+)
 from presence.core.inbox import InboxRow, TooDeep, cannot_hold_content, without_content
+from presence.core.times import datetime_to_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,8 @@ class Accepted:
 
     event: Event
     inbox: InboxRow
+    #: ``inbox.received_at`` in milliseconds, as the pure core takes it.
+    received_at_ms: int
 
 
 class Rejected(Exception):
@@ -35,8 +46,11 @@ class Rejected(Exception):
         self.trigger = trigger
 
 
-def accept(raw: bytes, *, received_at: datetime) -> Accepted:
-    """The event ``raw`` describes, with the inbox row that records it; or :class:`Rejected`."""
+def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_SKEW_MS) -> Accepted:
+    """The event ``raw`` describes, with the inbox row that records it; or :class:`Rejected`.
+
+    ``max_skew_ms``: how far ahead of ``received_at`` an event's own times may be.
+    """
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -46,13 +60,15 @@ def accept(raw: bytes, *, received_at: datetime) -> Accepted:
     trigger = body.get("trigger") if isinstance(body.get("trigger"), str) else None
     try:
         event = parse_event(body)
+        received_at_ms = datetime_to_ms(received_at)
+        check_not_ahead(event, received_at_ms=received_at_ms, max_skew_ms=max_skew_ms)
         kept = body if cannot_hold_content(raw) else without_content(body)
     except InvalidEvent as error:
         raise Rejected("invalid_event", str(error), trigger) from None
     except TooDeep as error:
         raise Rejected("invalid_body", str(error), trigger) from None
     inbox = InboxRow(received_at=received_at, trigger=body["trigger"], body=orjson.dumps(kept).decode())
-    return Accepted(event, inbox)
+    return Accepted(event, inbox, received_at_ms)
 
 
 def outcome(accepted: Accepted) -> str:

@@ -190,7 +190,7 @@ class Committer:
         _settle(batch, None)
 
     async def _commit(self, items: Sequence[Accepted]) -> None:
-        changes = changes_of(item.event for item in items)
+        changes = changes_of((item.event, item.received_at_ms) for item in items)
         await self._transactions.run(self._writer.statements([item.inbox for item in items], changes))
 
 

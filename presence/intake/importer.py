@@ -142,6 +142,7 @@ class _Import:
         self._committer = committer
         self._on_rejected = on_rejected
         self._max_bytes = settings.max_body_bytes
+        self._max_skew_ms = settings.max_clock_skew_ms
         # Enough in flight that the next batch fills while one commits; never more than the queue takes.
         self._window = max(1, min(2 * settings.commit_max_batch, settings.intake_queue_limit))
         self._progress = progress
@@ -188,7 +189,7 @@ class _Import:
             self._reject(number, "payload_too_large", f"the line is larger than {self._max_bytes} bytes")
             return
         try:
-            accepted = accept(body, received_at=datetime.now(UTC))
+            accepted = accept(body, received_at=datetime.now(UTC), max_skew_ms=self._max_skew_ms)
         except Rejected as rejected:
             self._reject(number, rejected.code, rejected.message)
             return

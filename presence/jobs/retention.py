@@ -1,9 +1,21 @@
-"""Retention: old inbox rows, messages and receipts are deleted in the background.
+"""Retention: old inbox rows, messages, receipts and ended sessions are deleted in the background.
 
-Each pass deletes, table by table, the rows older than their cutoff, at most
-``retention_batch`` rows per transaction, so that no transaction holds a lock
-long enough to hold up intake. A user's presence and sessions are never
-expired. Several replicas may run passes at once: each deletes what is left.
+Age is measured from when the service received an event, never from the times inside it:
+an import of last year's history is kept for the whole window, like anything received today.
+
+Each pass works table by table, at most ``retention_batch`` rows per transaction, so that no
+transaction holds a lock long enough to hold up intake. Several replicas may run passes at
+once: each deletes what is left, and what two of them fold into the checkpoint twice joins to
+the same rows.
+
+- **Inbox rows** are not simply deleted: in the same transaction, the facts of the events they
+  hold are joined into the checkpoint tables (:data:`presence.db.models.CHECKPOINT_TABLES`), so
+  that ``presence rebuild`` can start from them and lose nothing the inbox no longer holds.
+- **Messages, receipts and watermarks** older than ``receipt_retention`` go, from the state and
+  from the checkpoint alike.
+- **Sessions** that have ended and whose last signal is older than ``receipt_retention`` go the
+  same way: a user's history stays for the window. A live session, and a user's presence, are
+  never expired.
 """
 
 from __future__ import annotations
@@ -15,10 +27,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, delete, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.models import InboxEvent, Message, Receipt, ReceiptWatermark, table_of
+from presence.db.driver import execute
+from presence.db.models import (
+    CHECKPOINT_TABLES,
+    InboxEvent,
+    Message,
+    Receipt,
+    ReceiptWatermark,
+    UserPresence,
+    UserSession,
+    table_of,
+)
+from presence.db.writes import Writer
+from presence.jobs.replay import facts_of_inbox
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -27,22 +51,32 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Expiry:
-    """Rows of ``table`` whose ``column`` is older than ``cutoff`` are expired."""
+    """Rows of ``table`` for which ``expired`` holds are deleted."""
 
     table: Table
-    column: str
-    cutoff: datetime
+    expired: ColumnElement[bool]
 
 
 def expiries(settings: Settings, now: datetime) -> list[Expiry]:
-    """What one pass deletes at ``now``: the clock is passed in."""
-    receipts = now - settings.receipt_retention
-    return [
-        Expiry(table_of(InboxEvent), "received_at", now - settings.inbox_retention),
-        Expiry(table_of(Receipt), "at", receipts),
-        Expiry(table_of(ReceiptWatermark), "at", receipts),
-        Expiry(table_of(Message), "noted_at", receipts),
-    ]
+    """What one pass deletes beside the inbox, at ``now``: the clock is passed in."""
+    cutoff = now - settings.receipt_retention
+    found = []
+    for model in (Receipt, ReceiptWatermark, Message, UserSession):
+        for table in (table_of(model), CHECKPOINT_TABLES[table_of(model).name]):
+            expired = table.c.received_at < cutoff
+            if model is UserSession:
+                expired = and_(expired, _ended(table))
+            found.append(Expiry(table, expired))
+    return found
+
+
+def _ended(sessions: Table) -> ColumnElement[bool]:
+    """Not live: ended by its own signal, or older than its user's newest snapshot (``facts.is_live``)."""
+    user = table_of(UserPresence)
+    live_now = (
+        select(user.c.uid).where(user.c.uid == sessions.c.uid, sessions.c.signal_key >= user.c.snapshot_key).exists()
+    )
+    return not_(and_(sessions.c.live.is_(True), live_now))
 
 
 async def run_pass(
@@ -56,26 +90,57 @@ async def run_pass(
 
     With ``stop`` set, the pass ends after the batch in progress.
     """
-    deleted: dict[str, int] = {}
+    stopped = stop.is_set if stop is not None else (lambda: False)
+    deleted = {"inbox_event": await _prune_inbox(engine, settings, now - settings.inbox_retention, stopped)}
     for expiry in expiries(settings, now):
-        if stop is not None and stop.is_set():
+        if stopped():
             break
-        table = expiry.table
-        key_columns = list(table.primary_key.columns)
-        total = 0
-        while True:
-            expired = select(*key_columns).where(table.c[expiry.column] < expiry.cutoff).limit(settings.retention_batch)
-            async with engine.begin() as connection:
-                result = await connection.execute(delete(table).where(tuple_(*key_columns).in_(expired)))
-            count = result.rowcount or 0
-            total += count
-            if count < settings.retention_batch or (stop is not None and stop.is_set()):
-                break
-            await asyncio.sleep(0)  # let intake's commits through between batches
-        deleted[table.name] = total
-        if metrics is not None and total:
-            metrics.retention_deleted.labels(table=table.name).inc(total)
+        deleted[expiry.table.name] = await _delete(engine, settings, expiry, stopped)
+    if metrics is not None:
+        for table, count in deleted.items():
+            if count:
+                metrics.retention_deleted.labels(table=table).inc(count)
     return deleted
+
+
+async def _prune_inbox(engine: AsyncEngine, settings: Settings, cutoff: datetime, stopped: Callable[[], bool]) -> int:
+    """Fold the oldest inbox rows into the checkpoint and delete them, a batch per transaction."""
+    writer = Writer(engine.dialect, checkpoint=True)
+    inbox = table_of(InboxEvent)
+    total = 0
+    while True:
+        async with engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    select(inbox.c.id, inbox.c.received_at, inbox.c.body)
+                    .where(inbox.c.received_at < cutoff)
+                    .order_by(inbox.c.id)
+                    .limit(settings.retention_batch)
+                )
+            ).all()
+            if rows:
+                changes, _unreadable = facts_of_inbox(rows, settings)
+                await execute(connection, writer.statements((), changes))
+                await connection.execute(delete(inbox).where(inbox.c.id.in_([row.id for row in rows])))
+        total += len(rows)
+        if len(rows) < settings.retention_batch or stopped():
+            return total
+        await asyncio.sleep(0)  # let intake's commits through between batches
+
+
+async def _delete(engine: AsyncEngine, settings: Settings, expiry: Expiry, stopped: Callable[[], bool]) -> int:
+    table = expiry.table
+    key_columns = list(table.primary_key.columns)
+    total = 0
+    while True:
+        expired = select(*key_columns).where(expiry.expired).limit(settings.retention_batch)
+        async with engine.begin() as connection:
+            result = await connection.execute(delete(table).where(tuple_(*key_columns).in_(expired)))
+        count = result.rowcount or 0
+        total += count
+        if count < settings.retention_batch or stopped():
+            return total
+        await asyncio.sleep(0)
 
 
 async def run_forever(

@@ -76,6 +76,10 @@ class Api:
         assert response.status == 200, await response.text()
         return await response.json()  # type: ignore[no-any-return]
 
+    async def sessions(self, uid: str) -> list[dict[str, Any]]:
+        """The first page of a user's session history."""
+        return (await self.get_json(f"/users/{uid}/sessions"))["sessions"]  # type: ignore[no-any-return]
+
     async def receipts(self, message_id: str) -> dict[str, Any] | None:
         response = await self.get(f"/messages/{message_id}/receipts")
         if response.status == 404:

@@ -24,10 +24,12 @@ async def dump(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
         await engine.dispose()
 
 
-async def state_tables(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table but the inbox: the state the service derives."""
+async def state_tables(database_url: str, *, without_checkpoint: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table but the inbox: the state the service derives (and its checkpoint, unless told not to)."""
     tables = await dump(database_url)
     del tables["inbox_event"]
+    if without_checkpoint:
+        tables = {name: rows for name, rows in tables.items() if not name.startswith("checkpoint_")}
     return tables
 
 
