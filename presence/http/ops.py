@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
-from presence.db.models import UserPresence
+from presence.db import reads
 from presence.db.schema import current_revision
 from presence.http.auth import require_api_token
 from presence.http.errors import UNAVAILABLE, ApiError, json_response
@@ -36,10 +35,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     try:
         async with request.app[ENGINE].connect() as connection:
-            online = await connection.execute(
-                select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
-            )
-            metrics.users_online.set(online.scalar_one())
+            metrics.users_online.set(await reads.users_online(connection))
     except UNAVAILABLE:
         metrics.database_errors.labels(operation="query").inc()  # still serve what is known
     return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
