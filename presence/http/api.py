@@ -16,14 +16,18 @@ from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import reads
 from presence.http.auth import require_api_token
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
-from presence.http.errors import ApiError, json_response
+from presence.http.errors import ApiError
 from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
-from presence.http.views import (
-    presence_json,
-    receipts_json,
-    session_history_json,
-    stats_json,
-    watermarks_json,
+from presence.http.responses import (
+    PresenceList,
+    SessionPage,
+    UserPage,
+    json_answer,
+    presence_answer,
+    receipts_answer,
+    sessions_answer,
+    stats_answer,
+    watermarks_answer,
 )
 
 MAX_UIDS_PER_REQUEST: Final = 500
@@ -42,7 +46,7 @@ async def get_presence(request: web.Request) -> web.Response:
         presence = await request.app[LOOKUPS].presence(uid)
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
-    return json_response(presence_json(presence))
+    return json_answer(presence_answer(presence))
 
 
 async def get_presences(request: web.Request) -> web.Response:
@@ -54,11 +58,11 @@ async def get_presences(request: web.Request) -> web.Response:
     storable = [uid for uid in asked if is_storable_id(uid)]
     async with request.app[ENGINE].connect() as connection:
         found = await reads.presences_of(connection, storable)
-    return json_response(
-        {
-            "users": [presence_json(found[uid]) for uid in asked if uid in found],
-            "unknown": [uid for uid in asked if uid not in found],
-        }
+    return json_answer(
+        PresenceList(
+            users=[presence_answer(found[uid]) for uid in asked if uid in found],
+            unknown=[uid for uid in asked if uid not in found],
+        )
     )
 
 
@@ -74,7 +78,7 @@ async def list_users(request: web.Request) -> web.Response:
         users = await reads.list_users(connection, status=status, platform=platform, after=after, limit=limit + 1)
     page, more = users[:limit], len(users) > limit
     next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [page[-1].uid]) if more else None
-    return json_response({"users": [presence_json(p) for p in page], "next_cursor": next_cursor})
+    return json_answer(UserPage(users=[presence_answer(p) for p in page], next_cursor=next_cursor))
 
 
 async def get_sessions(request: web.Request) -> web.Response:
@@ -95,14 +99,14 @@ async def get_sessions(request: web.Request) -> web.Response:
             history = await reads.sessions_of(connection, uid, before=before, limit=limit + 1)
     if history is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
-    sessions = session_history_json(history)
+    sessions = sessions_answer(history)
     page, more = sessions[:limit], len(sessions) > limit
     next_cursor = None
     if more:
         last = history.sessions[limit - 1]
         last_ms = 0 if last.connected_at is None else datetime_to_ms(last.connected_at)
         next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [last_ms, last.session_id])
-    return json_response({"sessions": page, "next_cursor": next_cursor})
+    return json_answer(SessionPage(sessions=page, next_cursor=next_cursor))
 
 
 async def get_message_receipts(request: web.Request) -> web.Response:
@@ -114,7 +118,7 @@ async def get_message_receipts(request: web.Request) -> web.Response:
         message = await request.app[LOOKUPS].receipts(message_id)
     if message is None:
         raise ApiError(404, "not_found", f"no message or receipt has named message {raw_id!r}")
-    return json_response(receipts_json(message))
+    return json_answer(receipts_answer(message))
 
 
 async def get_conversation_receipts(request: web.Request) -> web.Response:
@@ -127,13 +131,13 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
             readers = await reads.watermarks_of(connection, conversation_id)
     if readers is None:
         raise ApiError(404, "not_found", f"no message or receipt has named conversation {conversation_id!r}")
-    return json_response(watermarks_json(conversation_id, readers))
+    return json_answer(watermarks_answer(conversation_id, readers))
 
 
 async def get_stats(request: web.Request) -> web.Response:
     require_api_token(request, request.app[SETTINGS])
     async with request.app[ENGINE].connect() as connection:
-        return json_response(stats_json(await reads.stats(connection)))
+        return json_answer(stats_answer(await reads.stats(connection)))
 
 
 def _bad_parameter(name: str, problem: str) -> ApiError:

@@ -8,13 +8,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from presence.db import reads
 from presence.db.schema import current_revision
 from presence.http.auth import require_api_token
-from presence.http.errors import UNAVAILABLE, ApiError, json_response
+from presence.http.errors import UNAVAILABLE, ApiError
 from presence.http.keys import ENGINE, HEAD_REVISION, METRICS, SETTINGS
+from presence.http.responses import Healthy, Ready, json_answer
 
 
 async def get_healthz(_request: web.Request) -> web.Response:
     """``200`` while the process serves; no token, no database."""
-    return json_response({"status": "ok"})
+    return json_answer(Healthy(status="ok"))
 
 
 async def get_readyz(request: web.Request) -> web.Response:
@@ -26,7 +27,7 @@ async def get_readyz(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "the database cannot be reached") from None
     if revision != head:
         raise ApiError(503, "not_ready", f"the schema is at revision {revision}, not {head}; run `presence migrate`")
-    return json_response({"status": "ready", "revision": head})
+    return json_answer(Ready(status="ready", revision=head))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
