@@ -1,8 +1,13 @@
 """Every JSON answer of the service, declared once as a typed shape, and how each is made and written.
 
 A shape is a frozen ``msgspec.Struct``: its fields, in order, are the keys of the
-answer, in order, and ``msgspec.json`` writes it. Every field has no default,
-so every key is always present (``null`` where the type says so)."""
+answer, in order. The same declarations give ``/openapi.json`` its
+``components/schemas`` (``msgspec.json.schema_components``, JSON Schema 2020-12),
+so a field cannot be added to an answer without appearing in the document.
+Every field has no default, so every property is required (``null`` where the
+type says so); ``forbid_unknown_fields`` makes each object schema closed
+(``additionalProperties: false``).
+"""
 
 from __future__ import annotations
 
