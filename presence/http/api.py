@@ -1,4 +1,4 @@
-"""The query API: what the app's own backend asks. Every route needs a bearer token.
+"""The query API: what the app's own backend asks. Every route needs a bearer token (``auth.bearer_middleware``).
 
 Parameters are checked here, before any query: a bad one is a ``400`` naming it.
 """
@@ -14,10 +14,9 @@ from aiohttp import web
 from presence.core.events import MAX_CONVERSATION_LENGTH, is_storable_id, parse_message_id
 from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import reads
-from presence.http.auth import require_api_token
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError
-from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
+from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS
 from presence.http.responses import (
     PresenceList,
     SessionPage,
@@ -39,7 +38,6 @@ _T = TypeVar("_T")
 
 
 async def get_presence(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     uid = request.match_info["uid"]
     presence = None
     if is_storable_id(uid):
@@ -51,7 +49,6 @@ async def get_presence(request: web.Request) -> web.Response:
 
 async def get_presences(request: web.Request) -> web.Response:
     """``GET /presence?uid=a&uid=b``: up to 500 users at once, known ones in the order asked."""
-    require_api_token(request, request.app[SETTINGS])
     asked = list(dict.fromkeys(request.query.getall("uid", [])))
     if not 1 <= len(asked) <= MAX_UIDS_PER_REQUEST:
         raise _bad_parameter("uid", f"give 1 to {MAX_UIDS_PER_REQUEST} distinct uids, got {len(asked)}")
@@ -68,7 +65,6 @@ async def get_presences(request: web.Request) -> web.Response:
 
 async def list_users(request: web.Request) -> web.Response:
     """``GET /users?status=&platform=&limit=&cursor=``: matching users in uid order, a page at a time."""
-    require_api_token(request, request.app[SETTINGS])
     status = _optional(request, "status", lambda v: _choice("status", v, STATUSES))
     platform = _optional(request, "platform", lambda v: _identifier("platform", v))
     limit = _limit(request)
@@ -83,7 +79,6 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def get_sessions(request: web.Request) -> web.Response:
     """``GET /users/{uid}/sessions``: the user's connection history, newest connection first."""
-    require_api_token(request, request.app[SETTINGS])
     uid = request.match_info["uid"]
     limit = _limit(request)
     scope = {"list": "sessions", "uid": uid}
@@ -110,7 +105,6 @@ async def get_sessions(request: web.Request) -> web.Response:
 
 
 async def get_message_receipts(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     raw_id = request.match_info["message_id"]
     message_id = parse_message_id(raw_id)
     message = None
@@ -123,7 +117,6 @@ async def get_message_receipts(request: web.Request) -> web.Response:
 
 async def get_conversation_receipts(request: web.Request) -> web.Response:
     """``GET /conversations/{conversation_id}/receipts``: each reader's delivery and read watermarks."""
-    require_api_token(request, request.app[SETTINGS])
     conversation_id = request.match_info["conversation_id"]
     readers = None
     if is_storable_id(conversation_id, MAX_CONVERSATION_LENGTH):
@@ -135,7 +128,6 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     async with request.app[ENGINE].connect() as connection:
         return json_answer(stats_answer(await reads.stats(connection)))
 

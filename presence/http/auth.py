@@ -1,7 +1,10 @@
-"""Who may call: Basic Auth for CometChat on ``/hook``, bearer tokens for the query API.
+"""Who may call: Basic Auth for CometChat on ``/hook``, bearer tokens for everything else but a few routes.
 
-Every comparison is constant-time, and every configured token is compared, so
-the time taken says nothing about which part of a credential was right.
+The bearer token is required once, by :func:`api_token_middleware`, on every
+route that :data:`PUBLIC_ROUTES` does not name: a route added later is closed
+until it is named there. Every comparison is constant-time, and every
+configured token is compared, so the time taken says nothing about which part
+of a credential was right.
 """
 
 from __future__ import annotations
@@ -9,14 +12,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from presence.http.errors import ApiError
+from presence.http.keys import SETTINGS
 from presence.settings import Settings
+
+#: Routes (by path template) that take no bearer token: probes, the document, and the hook,
+#: which checks CometChat's Basic credentials itself (:func:`require_hook_credentials`).
+PUBLIC_ROUTES: Final = frozenset({"/healthz", "/readyz", "/openapi.json", "/hook"})
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="presence"'}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="presence"'}
+
+
+@web.middleware
+async def api_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bearer token on every routed request but the public ones; unrouted ones get their 404 or 405."""
+    route = request.match_info.route
+    if route.resource is not None and route.resource.canonical not in PUBLIC_ROUTES:
+        require_api_token(request, request.app[SETTINGS])
+    return await handler(request)
 
 
 def require_hook_credentials(request: web.Request, settings: Settings) -> None:
