@@ -7,15 +7,19 @@ the ones named here.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
 
+import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from presence.http.app import create_app
 from presence.http.auth import PUBLIC_ROUTES
 from presence.settings import Settings
-from tests.support.api import API_AUTH
+from tests.support.api import API_AUTH, HOOK_PASSWORD, HOOK_USERNAME
 
 #: Open to anyone: the probes and the document. ``/hook`` asks for CometChat's Basic credentials.
 OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json"}
@@ -66,3 +70,41 @@ async def test_a_route_added_later_needs_the_bearer_token(aiohttp_client: Aiohtt
     allowed = await client.get("/added-later", headers={"Authorization": API_AUTH})
     assert allowed.status == 200
     assert await allowed.text() == "secret"
+
+
+async def _raw_authorization(client: TestClient, authorization: bytes) -> bytes:  # type: ignore[type-arg]
+    """POST /hook with an ``Authorization`` header of any bytes; the status line that comes back."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            b"POST /hook HTTP/1.1\r\nHost: presence\r\nConnection: close\r\nContent-Length: 2\r\n"
+            b"Authorization: " + authorization + b"\r\n\r\n{}"
+        )
+        await writer.drain()
+        return (await reader.readline()).rstrip()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param("Basic é".encode(), id="not base64, not ASCII"),
+        pytest.param(b"Basic \xff\xfe", id="bytes that are not UTF-8"),
+        pytest.param(b"Basic " + base64.b64encode(f"{HOOK_USERNAME}:{HOOK_PASSWORD}".encode("utf-16")), id="UTF-16"),
+        pytest.param(b"Basic " + base64.b64encode(b"\xff:\xff"), id="credentials not UTF-8"),
+    ],
+)
+async def test_basic_credentials_that_cannot_be_read_are_401_never_500(
+    client: TestClient,  # type: ignore[type-arg]
+    authorization: bytes,
+) -> None:
+    assert await _raw_authorization(client, authorization) == b"HTTP/1.1 401 Unauthorized"
+
+
+async def test_several_spaces_after_basic_are_allowed(client: TestClient) -> None:  # type: ignore[type-arg]
+    """RFC 7235 puts one or more spaces between the scheme and the credentials."""
+    encoded = base64.b64encode(f"{HOOK_USERNAME}:{HOOK_PASSWORD}".encode())
+    assert await _raw_authorization(client, b"Basic   " + encoded) == b"HTTP/1.1 400 Bad Request"  # {} has no trigger

@@ -9,12 +9,10 @@ of a credential was right.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from typing import Final
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from aiohttp.typedefs import Handler
 
 from presence.http.errors import ApiError
@@ -66,12 +64,10 @@ def require_api_token(request: web.Request, settings: Settings) -> None:
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
+    # RFC 7235 allows several spaces after the scheme; BasicAuth.decode takes exactly one.
     scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        credentials = BasicAuth.decode(f"{scheme} {encoded.strip()}", encoding="utf-8")
+    except ValueError:  # also a header that is not ASCII, or credentials that are not UTF-8
         return None
-    username, colon, password = decoded.partition(":")
-    return (username, password) if colon else None
+    return credentials.login, credentials.password
