@@ -35,6 +35,7 @@ from presence.http.openapi import (
     EXAMPLE_MESSAGE_ID,
     EXAMPLE_SENDER,
     EXAMPLE_UID,
+    SHAPES,
     openapi_document,
 )
 from tests.support import payloads
@@ -66,6 +67,17 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     validate(document, cls=OpenAPIV31SpecValidator)  # raises with the offending path
     for schema in document["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)  # raises SchemaError naming the keyword
+
+
+def test_every_answer_object_is_closed_and_has_every_property_required() -> None:
+    """A field with a default would be optional in the schema; an open object would let a new field through."""
+    schemas = openapi_document()["components"]["schemas"]
+    answers = {name: schema for name, schema in schemas.items() if name != "WebhookBody"}
+    assert set(answers) >= {shape.__name__ for shape in SHAPES}
+    for name, schema in answers.items():
+        assert schema["type"] == "object", name
+        assert schema["required"] == list(schema["properties"]), name
+        assert schema["additionalProperties"] is False, name
 
 
 def test_every_route_is_documented_and_every_documented_operation_is_routed() -> None:

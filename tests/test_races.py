@@ -13,6 +13,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,7 +23,7 @@ from presence.core.facts import changes_of
 from presence.db import reads
 from presence.db.engine import create_engine
 from presence.db.writes import Writer
-from presence.http.views import presence_json, receipts_json
+from presence.http.responses import presence_answer, receipts_answer
 from tests.support import payloads
 from tests.support.api import make_settings
 from tests.support.databases import Databases
@@ -54,8 +55,8 @@ async def _answers(engine: AsyncEngine) -> tuple[dict[str, Any] | None, dict[str
         presence = await reads.presence_of(connection, "racer")
         receipts = await reads.receipts_of(connection, 10)
     return (
-        None if presence is None else presence_json(presence),
-        None if receipts is None else receipts_json(receipts),
+        None if presence is None else msgspec.to_builtins(presence_answer(presence)),
+        None if receipts is None else msgspec.to_builtins(receipts_answer(receipts)),
     )
 
 

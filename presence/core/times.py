@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 #: A value above this is milliseconds, at or below it seconds (contract §2).
 MILLISECONDS_ABOVE = 10**11
@@ -60,6 +61,10 @@ def datetime_to_ms(moment: datetime) -> int:
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
+@overload
+def format_instant(moment: datetime) -> str: ...
+@overload
+def format_instant(moment: datetime | None) -> str | None: ...
 def format_instant(moment: datetime | None) -> str | None:
     """``2026-11-21T10:15:30.123Z``; ``None`` stays ``None``."""
     if moment is None:

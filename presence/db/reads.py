@@ -286,10 +286,17 @@ async def watermarks_of(connection: AsyncConnection, conversation_id: str) -> li
     return result
 
 
+_USERS_ONLINE = select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
+
+
+async def users_online(connection: AsyncConnection) -> int:
+    """How many users' newest connection event says ``online``: ``GET /stats`` and the metrics' gauge."""
+    online: int = (await connection.execute(_USERS_ONLINE)).scalar_one()
+    return online
+
+
 async def stats(connection: AsyncConnection) -> Stats:
-    online = (
-        await connection.execute(select(func.count()).select_from(UserPresence).where(UserPresence.status == "online"))
-    ).scalar_one()
+    online = await users_online(connection)
     by_platform = await connection.execute(
         select(UserSession.platform, func.count().label("sessions"))
         .join(UserPresence, UserPresence.uid == UserSession.uid)

@@ -1,4 +1,4 @@
-"""The query API: what the app's own backend asks. Every route needs a bearer token.
+"""The query API: what the app's own backend asks. Every route needs a bearer token (``auth.bearer_middleware``).
 
 Parameters are checked here, before any query: a bad one is a ``400`` naming it.
 """
@@ -14,16 +14,19 @@ from aiohttp import web
 from presence.core.events import MAX_CONVERSATION_LENGTH, is_storable_id, parse_message_id
 from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import reads
-from presence.http.auth import require_api_token
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
-from presence.http.errors import ApiError, json_response
-from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
-from presence.http.views import (
-    presence_json,
-    receipts_json,
-    session_history_json,
-    stats_json,
-    watermarks_json,
+from presence.http.errors import ApiError
+from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS
+from presence.http.responses import (
+    PresenceList,
+    SessionPage,
+    UserPage,
+    json_answer,
+    presence_answer,
+    receipts_answer,
+    sessions_answer,
+    stats_answer,
+    watermarks_answer,
 )
 
 MAX_UIDS_PER_REQUEST: Final = 500
@@ -35,36 +38,33 @@ _T = TypeVar("_T")
 
 
 async def get_presence(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     uid = request.match_info["uid"]
     presence = None
     if is_storable_id(uid):
         presence = await request.app[LOOKUPS].presence(uid)
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
-    return json_response(presence_json(presence))
+    return json_answer(presence_answer(presence))
 
 
 async def get_presences(request: web.Request) -> web.Response:
     """``GET /presence?uid=a&uid=b``: up to 500 users at once, known ones in the order asked."""
-    require_api_token(request, request.app[SETTINGS])
     asked = list(dict.fromkeys(request.query.getall("uid", [])))
     if not 1 <= len(asked) <= MAX_UIDS_PER_REQUEST:
         raise _bad_parameter("uid", f"give 1 to {MAX_UIDS_PER_REQUEST} distinct uids, got {len(asked)}")
     storable = [uid for uid in asked if is_storable_id(uid)]
     async with request.app[ENGINE].connect() as connection:
         found = await reads.presences_of(connection, storable)
-    return json_response(
-        {
-            "users": [presence_json(found[uid]) for uid in asked if uid in found],
-            "unknown": [uid for uid in asked if uid not in found],
-        }
+    return json_answer(
+        PresenceList(
+            users=[presence_answer(found[uid]) for uid in asked if uid in found],
+            unknown=[uid for uid in asked if uid not in found],
+        )
     )
 
 
 async def list_users(request: web.Request) -> web.Response:
     """``GET /users?status=&platform=&limit=&cursor=``: matching users in uid order, a page at a time."""
-    require_api_token(request, request.app[SETTINGS])
     status = _optional(request, "status", lambda v: _choice("status", v, STATUSES))
     platform = _optional(request, "platform", lambda v: _identifier("platform", v))
     limit = _limit(request)
@@ -74,12 +74,11 @@ async def list_users(request: web.Request) -> web.Response:
         users = await reads.list_users(connection, status=status, platform=platform, after=after, limit=limit + 1)
     page, more = users[:limit], len(users) > limit
     next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [page[-1].uid]) if more else None
-    return json_response({"users": [presence_json(p) for p in page], "next_cursor": next_cursor})
+    return json_answer(UserPage(users=[presence_answer(p) for p in page], next_cursor=next_cursor))
 
 
 async def get_sessions(request: web.Request) -> web.Response:
     """``GET /users/{uid}/sessions``: the user's connection history, newest connection first."""
-    require_api_token(request, request.app[SETTINGS])
     uid = request.match_info["uid"]
     limit = _limit(request)
     scope = {"list": "sessions", "uid": uid}
@@ -95,18 +94,17 @@ async def get_sessions(request: web.Request) -> web.Response:
             history = await reads.sessions_of(connection, uid, before=before, limit=limit + 1)
     if history is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
-    sessions = session_history_json(history)
+    sessions = sessions_answer(history)
     page, more = sessions[:limit], len(sessions) > limit
     next_cursor = None
     if more:
         last = history.sessions[limit - 1]
         last_ms = 0 if last.connected_at is None else datetime_to_ms(last.connected_at)
         next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [last_ms, last.session_id])
-    return json_response({"sessions": page, "next_cursor": next_cursor})
+    return json_answer(SessionPage(sessions=page, next_cursor=next_cursor))
 
 
 async def get_message_receipts(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     raw_id = request.match_info["message_id"]
     message_id = parse_message_id(raw_id)
     message = None
@@ -114,12 +112,11 @@ async def get_message_receipts(request: web.Request) -> web.Response:
         message = await request.app[LOOKUPS].receipts(message_id)
     if message is None:
         raise ApiError(404, "not_found", f"no message or receipt has named message {raw_id!r}")
-    return json_response(receipts_json(message))
+    return json_answer(receipts_answer(message))
 
 
 async def get_conversation_receipts(request: web.Request) -> web.Response:
     """``GET /conversations/{conversation_id}/receipts``: each reader's delivery and read watermarks."""
-    require_api_token(request, request.app[SETTINGS])
     conversation_id = request.match_info["conversation_id"]
     readers = None
     if is_storable_id(conversation_id, MAX_CONVERSATION_LENGTH):
@@ -127,13 +124,12 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
             readers = await reads.watermarks_of(connection, conversation_id)
     if readers is None:
         raise ApiError(404, "not_found", f"no message or receipt has named conversation {conversation_id!r}")
-    return json_response(watermarks_json(conversation_id, readers))
+    return json_answer(watermarks_answer(conversation_id, readers))
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    require_api_token(request, request.app[SETTINGS])
     async with request.app[ENGINE].connect() as connection:
-        return json_response(stats_json(await reads.stats(connection)))
+        return json_answer(stats_answer(await reads.stats(connection)))
 
 
 def _bad_parameter(name: str, problem: str) -> ApiError:

@@ -19,6 +19,7 @@ from presence.db.engine import create_engine
 from presence.db.inline import Lookups
 from presence.db.schema import head_revision, upgrade
 from presence.http import api, ops
+from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
@@ -39,7 +40,7 @@ MAX_HEADER_FIELD = 16 * 1024
 def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, api_token_middleware],
         # GET /presence takes up to 500 uids of up to 255 characters in its query string.
         handler_args={"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD},
     )

@@ -1,22 +1,39 @@
-"""Who may call: Basic Auth for CometChat on ``/hook``, bearer tokens for the query API.
+"""Who may call: Basic Auth for CometChat on ``/hook``, bearer tokens for everything else but a few routes.
 
-Every comparison is constant-time, and every configured token is compared, so
-the time taken says nothing about which part of a credential was right.
+The bearer token is required once, by :func:`api_token_middleware`, on every
+route that :data:`PUBLIC_ROUTES` does not name: a route added later is closed
+until it is named there. Every comparison is constant-time, and every
+configured token is compared, so the time taken says nothing about which part
+of a credential was right.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
+from typing import Final
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
+from aiohttp.typedefs import Handler
 
 from presence.http.errors import ApiError
+from presence.http.keys import SETTINGS
 from presence.settings import Settings
+
+#: Routes (by path template) that take no bearer token: probes, the document, and the hook,
+#: which checks CometChat's Basic credentials itself (:func:`require_hook_credentials`).
+PUBLIC_ROUTES: Final = frozenset({"/healthz", "/readyz", "/openapi.json", "/hook"})
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="presence"'}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="presence"'}
+
+
+@web.middleware
+async def api_token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bearer token on every routed request but the public ones; unrouted ones get their 404 or 405."""
+    route = request.match_info.route
+    if route.resource is not None and route.resource.canonical not in PUBLIC_ROUTES:
+        require_api_token(request, request.app[SETTINGS])
+    return await handler(request)
 
 
 def require_hook_credentials(request: web.Request, settings: Settings) -> None:
@@ -47,12 +64,10 @@ def require_api_token(request: web.Request, settings: Settings) -> None:
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
+    # RFC 7235 allows several spaces after the scheme; BasicAuth.decode takes exactly one.
     scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        credentials = BasicAuth.decode(f"{scheme} {encoded.strip()}", encoding="utf-8")
+    except ValueError:  # also a header that is not ASCII, or credentials that are not UTF-8
         return None
-    username, colon, password = decoded.partition(":")
-    return (username, password) if colon else None
+    return credentials.login, credentials.password

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from presence.db.failures import is_unavailable
 from presence.http.keys import METRICS, SETTINGS
+from presence.http.responses import Error, ErrorDetail, json_answer
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,9 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def json_response(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
-
-
 def error_response(error: ApiError) -> web.Response:
-    body = {"error": {"code": error.code, "message": error.message}}
-    return json_response(body, status=error.status, headers=error.headers)
+    body = Error(error=ErrorDetail(code=error.code, message=error.message))
+    return json_answer(body, status=error.status, headers=error.headers)
 
 
 @web.middleware

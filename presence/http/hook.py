@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from presence.http.auth import require_hook_credentials
-from presence.http.errors import ApiError, json_response
+from presence.http.errors import ApiError
 from presence.http.keys import COMMITTER, METRICS, SETTINGS
+from presence.http.responses import HookAck, json_answer
 from presence.intake.accept import Rejected, accept, outcome
 from presence.intake.committer import IntakeRejected, IntakeUnavailable
 
@@ -46,7 +47,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         except IntakeRejected as error:
             raise ApiError(422, "unprocessable_event", str(error)) from None
         result = outcome(accepted)
-        return json_response({"status": result})
+        return json_answer(HookAck(status=result))
     finally:
         metrics.count_event(trigger, result)
         metrics.intake_seconds.observe(time.perf_counter() - started)

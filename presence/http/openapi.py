@@ -1,11 +1,12 @@
 """``GET /openapi.json``: the OpenAPI 3.1 document of every endpoint, served without a token.
 
-The document is built from small helpers rather than written as one literal, so
-that a response shape, an error answer or a parameter is said once. The tests
-keep it true: every response the suite sees is validated against it
-(``tests/openapi_check.py``), and schemathesis runs it against a real server
-(``tests/test_openapi.py``). Response objects say ``additionalProperties: false``
-so that a field added to an answer without being documented fails those tests.
+The answers' schemas are not written here: ``components/schemas`` is made from
+the shapes in :mod:`presence.http.responses` by ``msgspec.json.schema_components``
+(JSON Schema 2020-12, as OpenAPI 3.1 uses). What is written here by hand is what
+those shapes cannot say: the paths, their parameters, the error answers each
+route can give, and CometChat's webhook body. The tests keep it true: every
+response the suite sees is validated against it (``tests/support/openapi_check.py``),
+and schemathesis runs it against a real server (``tests/test_openapi.py``).
 """
 
 from __future__ import annotations
@@ -14,26 +15,37 @@ import functools
 from importlib import metadata
 from typing import Any, Final
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from presence.core.events import KNOWN_TRIGGERS, MAX_TRIGGER_LENGTH
+from presence.http import responses
 from presence.http.api import DEFAULT_LIMIT, MAX_LIMIT, MAX_UIDS_PER_REQUEST, STATUSES
+from presence.http.responses import CURSOR_PATTERN
 
 Schema = dict[str, Any]
 
-#: How every time in every answer is written: ISO 8601, UTC, milliseconds, ``Z`` (contract §3).
-INSTANT_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
-#: Message ids are whole numbers, written as strings.
-MESSAGE_ID_PATTERN: Final = r"^\d+$"
-#: Cursors are URL-safe base64 without padding; opaque to callers.
-CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
 JSON: Final = "application/json"
+SCHEMA_REF: Final = "#/components/schemas/{name}"
 #: The README's running example; the tests seed these so that examples reach a ``200``.
 EXAMPLE_UID: Final = "cometchat-uid-4"
 EXAMPLE_SENDER: Final = "cometchat-uid-5"
 EXAMPLE_MESSAGE_ID: Final = "57"
 EXAMPLE_CONVERSATION_ID: Final = f"{EXAMPLE_UID}_user_{EXAMPLE_SENDER}"
+#: Every answer a route gives; the shapes they contain come with them.
+SHAPES: Final = (
+    responses.Presence,
+    responses.PresenceList,
+    responses.UserPage,
+    responses.SessionPage,
+    responses.MessageReceipts,
+    responses.ConversationReceipts,
+    responses.Stats,
+    responses.HookAck,
+    responses.Healthy,
+    responses.Ready,
+    responses.Error,
+)
 
 
 async def get_openapi(_request: web.Request) -> web.Response:
@@ -43,7 +55,7 @@ async def get_openapi(_request: web.Request) -> web.Response:
 
 @functools.cache
 def _document_bytes() -> bytes:
-    return orjson.dumps(openapi_document())
+    return msgspec.json.encode(openapi_document())
 
 
 def openapi_document() -> dict[str, Any]:
@@ -99,7 +111,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getPresence",
                 "A user's presence: status, last seen, live connections.",
-                _ref_response("Presence", "The user's presence."),
+                _answer(responses.Presence, "The user's presence."),
                 parameters=[_path_parameter("uid", "The CometChat uid.", EXAMPLE_UID)],
                 not_found="No connection event has named this uid.",
             )
@@ -108,7 +120,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getSessions",
                 "A user's connection history, newest connection first, a page at a time.",
-                _ref_response("SessionPage", "A page of the user's sessions."),
+                _answer(responses.SessionPage, "A page of the user's sessions."),
                 parameters=[
                     _path_parameter("uid", "The CometChat uid.", EXAMPLE_UID),
                     _limit_parameter(),
@@ -122,7 +134,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "listUsers",
                 "Users matching the filters, in uid order, a page at a time.",
-                _ref_response("UserPage", "A page of users."),
+                _answer(responses.UserPage, "A page of users."),
                 parameters=[
                     _query_parameter(
                         "status", {"type": "string", "enum": list(STATUSES)}, "Only users with this status."
@@ -142,7 +154,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getPresences",
                 f"Presence of 1 to {MAX_UIDS_PER_REQUEST} users at once; known users in the order asked.",
-                _ref_response("PresenceList", "The known users, and the uids never seen."),
+                _answer(responses.PresenceList, "The known users, and the uids never seen."),
                 parameters=[_uids_parameter()],
                 bad_parameter=True,
             )
@@ -151,7 +163,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getMessageReceipts",
                 "Who has received and read a message (receipts are watermarks).",
-                _ref_response("MessageReceipts", "The message's readers and their times."),
+                _answer(responses.MessageReceipts, "The message's readers and their times."),
                 parameters=[
                     _path_parameter("message_id", "CometChat's message id, a whole number.", EXAMPLE_MESSAGE_ID)
                 ],
@@ -162,7 +174,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getConversationReceipts",
                 "Each reader's delivery and read watermarks in a conversation.",
-                _ref_response("ConversationReceipts", "The conversation's readers, sorted by uid."),
+                _answer(responses.ConversationReceipts, "The conversation's readers, sorted by uid."),
                 parameters=[
                     _path_parameter(
                         "conversation_id",
@@ -177,7 +189,7 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getStats",
                 "Users online and live connections, by platform.",
-                _ref_response("Stats", "Counts over every user."),
+                _answer(responses.Stats, "Counts over every user."),
             )
         },
         "/metrics": {"get": _metrics_operation()},
@@ -185,7 +197,7 @@ def _paths() -> dict[str, Any]:
             "get": _open_operation(
                 "getHealthz",
                 "`200` while the process serves; does not touch the database.",
-                {"200": _json_response("The process serves.", _status_schema("ok"))},
+                {"200": _answer(responses.Healthy, "The process serves.")},
             )
         },
         "/readyz": {
@@ -193,7 +205,7 @@ def _paths() -> dict[str, Any]:
                 "getReadyz",
                 "`200` when the database answers and its schema is at the newest revision.",
                 {
-                    "200": _json_response("Ready to serve.", _ready_schema()),
+                    "200": _answer(responses.Ready, "Ready to serve."),
                     "503": _error_response(
                         "The database cannot be reached, or its schema is behind; the message says what to run.",
                         "not_ready",
@@ -227,7 +239,7 @@ def _hook_operation() -> dict[str, Any]:
             "content": {JSON: {"schema": _ref("WebhookBody"), "examples": _hook_examples()}},
         },
         "responses": {
-            "200": _ref_response("HookAck", "Committed (`accepted`), or kept without acting on it (`ignored`)."),
+            "200": _answer(responses.HookAck, "Committed (`accepted`), or kept without acting on it (`ignored`)."),
             "400": _error_response(
                 "Not JSON (`invalid_json`), not an object or nested too deep (`invalid_body`), or a known "
                 "trigger with a missing or mistyped field (`invalid_event`). Nothing is stored.",
@@ -278,28 +290,28 @@ def _query(
     not_found: str | None = None,
 ) -> dict[str, Any]:
     """A query-API operation: bearer token, JSON answer, the error answers it can give."""
-    responses: dict[str, Any] = {"200": ok}
+    answers: dict[str, Any] = {"200": ok}
     if bad_parameter:
-        responses["400"] = {"$ref": "#/components/responses/InvalidParameter"}
-    responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
+        answers["400"] = {"$ref": "#/components/responses/InvalidParameter"}
+    answers["401"] = {"$ref": "#/components/responses/Unauthorized"}
     if not_found is not None:
-        responses["404"] = _error_response(not_found, "not_found")
-    responses["503"] = {"$ref": "#/components/responses/Unavailable"}
+        answers["404"] = _error_response(not_found, "not_found")
+    answers["503"] = {"$ref": "#/components/responses/Unavailable"}
     operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": ["query"]}
     if parameters:
         operation["parameters"] = parameters
-    operation["responses"] = responses
+    operation["responses"] = answers
     return operation
 
 
-def _open_operation(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+def _open_operation(operation_id: str, summary: str, answers: dict[str, Any]) -> dict[str, Any]:
     """An operation that needs no credentials."""
     return {
         "operationId": operation_id,
         "summary": summary,
         "tags": ["operations"],
         "security": [],
-        "responses": responses,
+        "responses": answers,
     }
 
 
@@ -371,8 +383,8 @@ def _json_response(description: str, schema: Schema) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-def _ref_response(schema_name: str, description: str) -> dict[str, Any]:
-    return _json_response(description, _ref(schema_name))
+def _answer(shape: type[responses.Shape], description: str) -> dict[str, Any]:
+    return _json_response(description, _ref(shape.__name__))
 
 
 def _error_response(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -397,104 +409,8 @@ def _header(description: str, *, required: bool) -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Schema]:
-    return {
-        "Instant": {
-            "type": "string",
-            "format": "date-time",
-            "pattern": INSTANT_PATTERN,
-            "description": "ISO 8601, UTC, millisecond precision, ending in `Z`.",
-            "examples": ["2026-11-21T10:15:30.123Z"],
-        },
-        "Connection": _object(
-            "A live connection of a user.",
-            session_id={"type": "string"},
-            device_id=_nullable_string(),
-            platform=_nullable_string(),
-            connected_at=_nullable_instant(),
-        ),
-        "Presence": _object(
-            "A user's presence, from the newest connection event for that user.",
-            uid={"type": "string"},
-            status={"type": "string", "description": "`data.user.status` of the newest connection event."},
-            status_updated_at=_nullable_instant(),
-            last_seen_at=_ref("Instant"),
-            connections=_array(_ref("Connection"), "Live connections, by `connected_at`, then `session_id`."),
-        ),
-        "PresenceList": _object(
-            "Known users in the order asked, and the uids never seen.",
-            users=_array(_ref("Presence")),
-            unknown=_array({"type": "string"}),
-        ),
-        "UserPage": _object(
-            "A page of users in uid order.",
-            users=_array(_ref("Presence")),
-            next_cursor=_next_cursor(),
-        ),
-        "Session": _object(
-            "One connection of a user's history.",
-            session_id={"type": "string"},
-            device_id=_nullable_string(),
-            platform=_nullable_string(),
-            connected_at=_nullable_instant(),
-            disconnected_at=_nullable_instant(),
-        ),
-        "SessionPage": _object(
-            "A page of a user's sessions, newest connection first.",
-            sessions=_array(_ref("Session")),
-            next_cursor=_next_cursor(),
-        ),
-        "Receipt": _object(
-            "One reader of a message.",
-            uid={"type": "string"},
-            delivered_at=_nullable_instant(),
-            read_at=_nullable_instant(),
-        ),
-        "MessageReceipts": _object(
-            "A message's readers, sorted by uid; its sender is never listed.",
-            message_id={"type": "string", "pattern": MESSAGE_ID_PATTERN},
-            conversation_id={"type": "string"},
-            sender=_nullable_string(),
-            receipts=_array(_ref("Receipt")),
-            delivered_count=_count(),
-            read_count=_count(),
-        ),
-        "ReaderWatermark": _object(
-            "The highest message id a reader has delivered and read in a conversation, and when.",
-            uid={"type": "string"},
-            delivered_up_to={"type": ["string", "null"], "pattern": MESSAGE_ID_PATTERN},
-            delivered_at=_nullable_instant(),
-            read_up_to={"type": ["string", "null"], "pattern": MESSAGE_ID_PATTERN},
-            read_at=_nullable_instant(),
-        ),
-        "ConversationReceipts": _object(
-            "Each reader's watermarks in a conversation, sorted by uid.",
-            conversation_id={"type": "string"},
-            readers=_array(_ref("ReaderWatermark")),
-        ),
-        "Stats": _object(
-            "Counts over every user.",
-            users_online=_count(),
-            connections=_count(),
-            connections_by_platform={
-                "type": "object",
-                "description": "Live connections by platform; `unknown` for sessions whose platform was never sent.",
-                "additionalProperties": _count(),
-            },
-        ),
-        "HookAck": _object(
-            "The event was committed, or kept without being acted on.",
-            status={"type": "string", "enum": ["accepted", "ignored"]},
-        ),
-        "WebhookBody": _webhook_body(),
-        "Error": _object(
-            "Every error answer.",
-            error=_object(
-                None,
-                code={"type": "string", "pattern": r"^[a-z][a-z0-9_]*$", "description": "Stable, snake_case."},
-                message={"type": "string"},
-            ),
-        ),
-    }
+    _, components = msgspec.json.schema_components(SHAPES, ref_template=SCHEMA_REF)
+    return {**components, "WebhookBody": _webhook_body()}
 
 
 def _webhook_body() -> Schema:
@@ -571,55 +487,5 @@ def _hook_examples() -> dict[str, Any]:
     }
 
 
-def _ready_schema() -> Schema:
-    return _object(
-        None,
-        status={"type": "string", "enum": ["ready"]},
-        revision={"type": "string", "description": "The schema's Alembic revision (the newest)."},
-    )
-
-
-def _status_schema(value: str) -> Schema:
-    return _object(None, status={"type": "string", "enum": [value]})
-
-
-def _object(description: str | None, **properties: Schema) -> Schema:
-    """A closed object whose every property is always present (``null`` where it says so)."""
-    schema: Schema = {"type": "object"}
-    if description is not None:
-        schema["description"] = description
-    schema["required"] = list(properties)
-    schema["properties"] = properties
-    schema["additionalProperties"] = False
-    return schema
-
-
-def _array(items: Schema, description: str | None = None) -> Schema:
-    schema: Schema = {"type": "array", "items": items}
-    if description is not None:
-        schema["description"] = description
-    return schema
-
-
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable_string() -> Schema:
-    return {"type": ["string", "null"]}
-
-
-def _nullable_instant() -> Schema:
-    return {"type": ["string", "null"], "format": "date-time", "pattern": INSTANT_PATTERN}
-
-
-def _next_cursor() -> Schema:
-    return {
-        "type": ["string", "null"],
-        "pattern": CURSOR_PATTERN,
-        "description": "Pass it as `cursor` for the next page; `null` on the last page.",
-    }
-
-
-def _count() -> Schema:
-    return {"type": "integer", "minimum": 0}
+    return {"$ref": SCHEMA_REF.format(name=name)}

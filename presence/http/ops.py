@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
+from presence.db import reads
 from presence.db.failures import is_unavailable
-from presence.db.models import UserPresence
 from presence.db.schema import current_revision
-from presence.http.auth import require_api_token
-from presence.http.errors import ApiError, json_response
-from presence.http.keys import ENGINE, HEAD_REVISION, METRICS, SETTINGS
+from presence.http.errors import ApiError
+from presence.http.keys import ENGINE, HEAD_REVISION, METRICS
+from presence.http.responses import Healthy, Ready, json_answer
 
 
 async def get_healthz(_request: web.Request) -> web.Response:
     """``200`` while the process serves; no token, no database."""
-    return json_response({"status": "ok"})
+    return json_answer(Healthy(status="ok"))
 
 
 async def get_readyz(request: web.Request) -> web.Response:
@@ -30,19 +29,15 @@ async def get_readyz(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "the database cannot be reached") from None
     if revision != head:
         raise ApiError(503, "not_ready", f"the schema is at revision {revision}, not {head}; run `presence migrate`")
-    return json_response({"status": "ready", "revision": head})
+    return json_answer(Ready(status="ready", revision=head))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
     """Prometheus text format; users online is read from the database at each scrape."""
-    require_api_token(request, request.app[SETTINGS])
     metrics = request.app[METRICS]
     try:
         async with request.app[ENGINE].connect() as connection:
-            online = await connection.execute(
-                select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
-            )
-            metrics.users_online.set(online.scalar_one())
+            metrics.users_online.set(await reads.users_online(connection))
     except Exception as error:
         if not is_unavailable(error):
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import orjson
 
@@ -71,7 +72,7 @@ def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_
     return Accepted(event, inbox, received_at_ms)
 
 
-def outcome(accepted: Accepted) -> str:
+def outcome(accepted: Accepted) -> Literal["accepted", "ignored"]:
     """``ignored`` for what the service keeps but does not act on, else ``accepted``."""
     event = accepted.event
     ignored = isinstance(event, UnknownTrigger) or (isinstance(event, MessageSent) and not event.tracked)

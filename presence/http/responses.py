@@ -1,0 +1,269 @@
+"""Every JSON answer of the service, declared once as a typed shape, and how each is made and written.
+
+A shape is a frozen ``msgspec.Struct``: its fields, in order, are the keys of the
+answer, in order. The same declarations give ``/openapi.json`` its
+``components/schemas`` (``msgspec.json.schema_components``, JSON Schema 2020-12),
+so a field cannot be added to an answer without appearing in the document.
+Every field has no default, so every property is required (``null`` where the
+type says so); ``forbid_unknown_fields`` makes each object schema closed
+(``additionalProperties: false``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Final, Literal
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from presence.core.facts import order_key_ms
+from presence.core.times import format_instant, ms_to_datetime
+from presence.db import reads
+
+#: How every time in every answer is written: ISO 8601, UTC, milliseconds, ``Z`` (contract §3).
+INSTANT_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+#: Message ids are whole numbers, written as strings.
+MESSAGE_ID_PATTERN: Final = r"^\d+$"
+#: Cursors are URL-safe base64 without padding; opaque to callers.
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
+
+# Strings, not datetimes: ``format_instant`` writes them, exactly as the contract says.
+Instant = Annotated[
+    str,
+    Meta(
+        pattern=INSTANT_PATTERN,
+        description="ISO 8601, UTC, millisecond precision, ending in `Z`.",
+        examples=["2026-11-21T10:15:30.123Z"],
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+MessageId = Annotated[str, Meta(pattern=MESSAGE_ID_PATTERN, examples=["57"])]
+Count = Annotated[int, Meta(ge=0)]
+NextCursor = Annotated[
+    Annotated[str, Meta(pattern=CURSOR_PATTERN)] | None,
+    Meta(description="Pass it as `cursor` for the next page; `null` on the last page."),
+]
+
+
+class Shape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The base of every answer: immutable, keyword-built, closed."""
+
+
+class Connection(Shape, frozen=True):
+    """A live connection of a user."""
+
+    session_id: str
+    device_id: str | None
+    platform: str | None
+    connected_at: Instant | None
+
+
+class Presence(Shape, frozen=True):
+    """A user's presence, from the newest connection event for that user."""
+
+    uid: str
+    status: Annotated[str, Meta(description="`data.user.status` of the newest connection event.")]
+    status_updated_at: Instant | None
+    last_seen_at: Instant
+    connections: Annotated[
+        list[Connection], Meta(description="Live connections, by `connected_at`, then `session_id`.")
+    ]
+
+
+class PresenceList(Shape, frozen=True):
+    """Known users in the order asked, and the uids never seen."""
+
+    users: list[Presence]
+    unknown: list[str]
+
+
+class UserPage(Shape, frozen=True):
+    """A page of users in uid order."""
+
+    users: list[Presence]
+    next_cursor: NextCursor
+
+
+class Session(Shape, frozen=True):
+    """One connection of a user's history."""
+
+    session_id: str
+    device_id: str | None
+    platform: str | None
+    connected_at: Instant | None
+    disconnected_at: Instant | None
+
+
+class SessionPage(Shape, frozen=True):
+    """A page of a user's sessions, newest connection first."""
+
+    sessions: list[Session]
+    next_cursor: NextCursor
+
+
+class Receipt(Shape, frozen=True):
+    """One reader of a message."""
+
+    uid: str
+    delivered_at: Instant | None
+    read_at: Instant | None
+
+
+class MessageReceipts(Shape, frozen=True):
+    """A message's readers, sorted by uid; its sender is never listed."""
+
+    message_id: MessageId
+    conversation_id: str
+    sender: str | None
+    receipts: list[Receipt]
+    delivered_count: Count
+    read_count: Count
+
+
+class ReaderWatermark(Shape, frozen=True):
+    """The highest message id a reader has delivered and read in a conversation, and when."""
+
+    uid: str
+    delivered_up_to: MessageId | None
+    delivered_at: Instant | None
+    read_up_to: MessageId | None
+    read_at: Instant | None
+
+
+class ConversationReceipts(Shape, frozen=True):
+    """Each reader's watermarks in a conversation, sorted by uid."""
+
+    conversation_id: str
+    readers: list[ReaderWatermark]
+
+
+class Stats(Shape, frozen=True):
+    """Counts over every user."""
+
+    users_online: Count
+    connections: Count
+    connections_by_platform: Annotated[
+        dict[str, Count],
+        Meta(description="Live connections by platform; `unknown` for sessions whose platform was never sent."),
+    ]
+
+
+class HookAck(Shape, frozen=True):
+    """The event was committed, or kept without being acted on."""
+
+    status: Literal["accepted", "ignored"]
+
+
+class Healthy(Shape, frozen=True):
+    """The process serves."""
+
+    status: Literal["ok"]
+
+
+class Ready(Shape, frozen=True):
+    """The database answers and its schema is at the newest revision."""
+
+    status: Literal["ready"]
+    revision: Annotated[str, Meta(description="The schema's Alembic revision (the newest).")]
+
+
+class ErrorDetail(Shape, frozen=True):
+    """What went wrong."""
+
+    code: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*$", description="Stable, snake_case.")]
+    message: str
+
+
+class Error(Shape, frozen=True):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def json_answer(shape: Shape, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """``shape`` as the JSON body of an answer (a ``200`` unless told otherwise)."""
+    return web.Response(body=_encoder.encode(shape), status=status, content_type="application/json", headers=headers)
+
+
+# --- from what presence.db.reads returns ------------------------------------------------------------
+
+
+def presence_answer(presence: reads.Presence) -> Presence:
+    return Presence(
+        uid=presence.uid,
+        status=presence.status,
+        status_updated_at=format_instant(presence.status_updated_at),
+        last_seen_at=format_instant(presence.last_seen_at),
+        connections=[
+            Connection(
+                session_id=c.session_id,
+                device_id=c.device_id,
+                platform=c.platform,
+                connected_at=format_instant(c.connected_at),
+            )
+            for c in presence.connections
+        ],
+    )
+
+
+def receipts_answer(message: reads.MessageReceipts) -> MessageReceipts:
+    return MessageReceipts(
+        message_id=str(message.message_id),
+        conversation_id=message.conversation_id,
+        sender=message.sender,
+        receipts=[
+            Receipt(uid=r.uid, delivered_at=format_instant(r.delivered_at), read_at=format_instant(r.read_at))
+            for r in message.receipts
+        ],
+        delivered_count=sum(1 for r in message.receipts if r.delivered_at is not None),
+        read_count=sum(1 for r in message.receipts if r.read_at is not None),
+    )
+
+
+def sessions_answer(history: reads.SessionHistory) -> list[Session]:
+    # A session that the newest snapshot dropped without an event of its own ended, at the
+    # latest, when that snapshot was taken.
+    snapshot_at = ms_to_datetime(order_key_ms(history.snapshot_key)) if history.snapshot_key else None
+    return [
+        Session(
+            session_id=s.session_id,
+            device_id=s.device_id,
+            platform=s.platform,
+            connected_at=format_instant(s.connected_at),
+            disconnected_at=format_instant(snapshot_at if s.ended_by_snapshot else s.disconnected_at),
+        )
+        for s in history.sessions
+    ]
+
+
+def watermarks_answer(conversation_id: str, readers: list[reads.ReaderWatermark]) -> ConversationReceipts:
+    return ConversationReceipts(
+        conversation_id=conversation_id,
+        readers=[
+            ReaderWatermark(
+                uid=r.uid,
+                delivered_up_to=None if r.delivered_up_to is None else str(r.delivered_up_to),
+                delivered_at=format_instant(r.delivered_at),
+                read_up_to=None if r.read_up_to is None else str(r.read_up_to),
+                read_at=format_instant(r.read_at),
+            )
+            for r in readers
+        ],
+    )
+
+
+def stats_answer(stats: reads.Stats) -> Stats:
+    by_platform: dict[str, int] = {}
+    for platform, count in stats.connections_by_platform.items():
+        name = platform if platform is not None else "unknown"  # a session whose platform was never sent
+        by_platform[name] = by_platform.get(name, 0) + count
+    return Stats(
+        users_online=stats.users_online,
+        connections=stats.connections,
+        connections_by_platform=dict(sorted(by_platform.items())),
+    )
