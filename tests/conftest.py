@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from presence.http.app import create_app
 from presence.settings import Settings
-from tests.support.api import Api, make_settings
+from tests.support.api import Api, make_settings, serving
 from tests.support.databases import (
     POSTGRES_URL_VARIABLE,
     REQUIRE_POSTGRES_VARIABLE,
@@ -22,7 +21,6 @@ from tests.support.databases import (
     postgres_server_url,
     postgres_unreachable_reason,
 )
-from tests.support.typing import AiohttpClient
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +64,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:  # type: ignore[type-arg]
-    return await aiohttp_client(create_app(settings))
+async def client(settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    # The app is closed here, before its database is dropped: a fixture is torn down
+    # before the fixtures it depends on. Through aiohttp_client, set up before the
+    # database, it was closed after the drop, on files already unlinked.
+    async with serving(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -17,12 +17,10 @@ import pytest
 from aiohttp import ClientResponse
 
 from presence.db.models import InboxEvent
-from presence.http.app import create_app
 from presence.settings import Settings
 from tests.support import payloads, samples
-from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api
+from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api, serving
 from tests.support.state import dump
-from tests.support.typing import AiohttpClient
 
 CONNECTED_AT = 1_763_720_130_123
 CONNECTION = payloads.connection(
@@ -287,17 +285,16 @@ async def test_a_body_over_the_default_limit_is_413(seeded: Api, database_url: s
     assert await dump(database_url) == before
 
 
-async def test_a_configured_body_limit_is_honoured(
-    aiohttp_client: AiohttpClient, settings: Settings, database_url: str
-) -> None:
+async def test_a_configured_body_limit_is_honoured(settings: Settings, database_url: str) -> None:
     """§2: PRESENCE_MAX_BODY_BYTES sets the limit: one byte over it is 413, the limit itself is accepted."""
-    api = Api(await aiohttp_client(create_app(settings.replace(max_body_bytes=4096))))
-    before = await dump(database_url)
+    async with serving(settings.replace(max_body_bytes=4096)) as client:
+        api = Api(client)
+        before = await dump(database_url)
 
-    await assert_error(await api.post_hook(padded(4097)), 413, "payload_too_large")
-    assert await dump(database_url) == before
+        await assert_error(await api.post_hook(padded(4097)), 413, "payload_too_large")
+        assert await dump(database_url) == before
 
-    assert await api.hook(padded(4096)) == {"status": "ignored"}
+        assert await api.hook(padded(4096)) == {"status": "ignored"}
 
 
 WRONG_CREDENTIALS = [
