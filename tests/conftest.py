@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +22,25 @@ from tests.support.databases import (
     postgres_server_url,
     postgres_unreachable_reason,
 )
+from tests.support.descriptors import sqlite_descriptors
+
+
+@pytest.fixture(autouse=True)
+def _no_sqlite_file_left_open() -> Iterator[None]:
+    """Fail a test that leaves a connection to an SQLite file open after its teardown.
+
+    Set up before, so torn down after, every other function-scoped fixture. A descriptor
+    that only the cyclic collector would close is a leak too: it stays open as long as
+    the collector does not run, holding a file the test may already have deleted.
+    """
+    before = sqlite_descriptors()
+    yield
+    left = sorted(target for fd, target in sqlite_descriptors().items() if before.get(fd) != target)
+    if left:
+        gc.collect()
+        collected = not any(target in left for target in sqlite_descriptors().values())
+        how = "closed only by the garbage collector" if collected else "still open after a collection"
+        pytest.fail(f"the test left SQLite files open ({how}): {', '.join(left)}")
 
 
 @pytest.fixture(scope="session")
