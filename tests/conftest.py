@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from presence.http.app import create_app
 from presence.settings import Settings
-from tests.support.api import Api, make_settings
+from tests.support.api import Api, make_settings, serving
 from tests.support.databases import (
     POSTGRES_URL_VARIABLE,
     REQUIRE_POSTGRES_VARIABLE,
@@ -22,7 +22,25 @@ from tests.support.databases import (
     postgres_server_url,
     postgres_unreachable_reason,
 )
-from tests.support.typing import AiohttpClient
+from tests.support.descriptors import sqlite_descriptors
+
+
+@pytest.fixture(autouse=True)
+def _no_sqlite_file_left_open() -> Iterator[None]:
+    """Fail a test that leaves a connection to an SQLite file open after its teardown.
+
+    Set up before, so torn down after, every other function-scoped fixture. A descriptor
+    that only the cyclic collector would close is a leak too: it stays open as long as
+    the collector does not run, holding a file the test may already have deleted.
+    """
+    before = sqlite_descriptors()
+    yield
+    left = sorted(target for fd, target in sqlite_descriptors().items() if before.get(fd) != target)
+    if left:
+        gc.collect()
+        collected = not any(target in left for target in sqlite_descriptors().values())
+        how = "closed only by the garbage collector" if collected else "still open after a collection"
+        pytest.fail(f"the test left SQLite files open ({how}): {', '.join(left)}")
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +84,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, settings: Settings) -> TestClient:  # type: ignore[type-arg]
-    return await aiohttp_client(create_app(settings))
+async def client(settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    # The app is closed here, before its database is dropped: a fixture is torn down
+    # before the fixtures it depends on. Through aiohttp_client, set up before the
+    # database, it was closed after the drop, on files already unlinked.
+    async with serving(settings) as client:
+        yield client
 
 
 @pytest.fixture

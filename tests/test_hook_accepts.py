@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
 
 from presence.db.models import InboxEvent
+from presence.settings import Settings
 from tests.support import payloads, samples
-from tests.support.api import HOOK_AUTH, Api
+from tests.support.api import HOOK_AUTH, Api, serving
 from tests.support.state import dump, inbox_count, state_tables
 
 CONVERSATION = "u-1_user_u-2"
@@ -202,13 +204,15 @@ async def test_receipt_times_as_numbers_or_numeric_strings_read_alike(api: Api, 
         pytest.param(10**11 + 1, "1973-03-03T09:46:40.001Z", id="above 10^11 is milliseconds"),
     ],
 )
-async def test_a_connection_time_at_or_below_10_11_is_seconds(api: Api, at: Any, expected: str) -> None:
-    """§2: connection events carry milliseconds, but a value at or below 10^11 is read as seconds."""
+async def test_a_connection_time_at_or_below_10_11_is_seconds(settings: Settings, at: Any, expected: str) -> None:
+    """§2: connection events carry milliseconds, but a value at or below 10^11 is read as seconds.
+
+    10^11 seconds is in the year 5138: the clock skew allowed is widened to let it in."""
     session = payloads.device("s-1", connected_at=at)
-
-    await api.hook(payloads.connection("u-1", "connected", at, session, connections=[session]))
-
-    presence = await api.presence("u-1")
+    async with serving(settings.replace(max_clock_skew=timedelta(days=1_300_000))) as client:
+        api = Api(client)
+        await api.hook(payloads.connection("u-1", "connected", at, session, connections=[session]))
+        presence = await api.presence("u-1")
     assert presence is not None
     assert presence["last_seen_at"] == expected
     assert presence["status_updated_at"] == expected

@@ -19,12 +19,10 @@ import pytest
 from aiohttp import ClientResponse
 
 from presence.db.models import InboxEvent
-from presence.http.app import create_app
 from presence.settings import Settings
 from tests.support import payloads, samples
-from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api
+from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api, serving
 from tests.support.state import dump
-from tests.support.typing import AiohttpClient
 
 CONNECTED_AT = 1_763_720_130_123
 CONNECTION = payloads.connection(
@@ -295,17 +293,16 @@ async def test_a_body_over_the_default_limit_is_413(seeded: Api, database_url: s
     assert await dump(database_url) == before
 
 
-async def test_a_configured_body_limit_is_honoured(
-    aiohttp_client: AiohttpClient, settings: Settings, database_url: str
-) -> None:
+async def test_a_configured_body_limit_is_honoured(settings: Settings, database_url: str) -> None:
     """§2: PRESENCE_MAX_BODY_BYTES sets the limit: one byte over it is 413, the limit itself is accepted."""
-    api = Api(await aiohttp_client(create_app(settings.replace(max_body_bytes=4096))))
-    before = await dump(database_url)
+    async with serving(settings.replace(max_body_bytes=4096)) as client:
+        api = Api(client)
+        before = await dump(database_url)
 
-    await assert_error(await api.post_hook(padded(4097)), 413, "payload_too_large")
-    assert await dump(database_url) == before
+        await assert_error(await api.post_hook(padded(4097)), 413, "payload_too_large")
+        assert await dump(database_url) == before
 
-    assert await api.hook(padded(4096)) == {"status": "ignored"}
+        assert await api.hook(padded(4096)) == {"status": "ignored"}
 
 
 WRONG_CREDENTIALS = [
@@ -464,9 +461,9 @@ async def test_an_event_a_little_ahead_of_the_clock_is_accepted(api: Api) -> Non
     assert await api.hook(ahead) == {"status": "accepted"}
 
 
-async def test_the_skew_is_a_setting(aiohttp_client: AiohttpClient, settings: Settings) -> None:
-    api = Api(await aiohttp_client(create_app(settings.replace(max_clock_skew=timedelta(minutes=10)))))
-    session = payloads.device("s-1")
-    ahead = payloads.connection("early-bird", "connected", _now_ms() + 1_800_000, session, connections=[session])
-    await assert_error(await api.post_hook(ahead), 400, "invalid_event")
+async def test_the_skew_is_a_setting(settings: Settings) -> None:
+    async with serving(settings.replace(max_clock_skew=timedelta(minutes=10))) as client:
+        session = payloads.device("s-1")
+        ahead = payloads.connection("early-bird", "connected", _now_ms() + 1_800_000, session, connections=[session])
+        await assert_error(await Api(client).post_hook(ahead), 400, "invalid_event")
     assert Settings.from_env({"PRESENCE_MAX_CLOCK_SKEW": "10m"}).max_clock_skew == timedelta(minutes=10)

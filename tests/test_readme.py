@@ -12,10 +12,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from presence.http.app import create_app
 from presence.settings import Secret, Settings
-from tests.support.api import KEEP_FOR_A_CENTURY
-from tests.support.typing import AiohttpClient
+from tests.support.api import KEEP_FOR_A_CENTURY, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -73,7 +71,7 @@ async def _run_curl(client: TestClient, command: str) -> bytes:  # type: ignore[
 
 
 @pytest.mark.parametrize("index", range(len(_examples())))
-async def test_readme_examples_answer_as_shown(aiohttp_client: AiohttpClient, database_url: str, index: int) -> None:
+async def test_readme_examples_answer_as_shown(database_url: str, index: int) -> None:
     """Each curl example of the README, run in order on the README's settings, answers what the README shows."""
     settings = Settings(
         database_url=database_url,
@@ -83,11 +81,11 @@ async def test_readme_examples_answer_as_shown(aiohttp_client: AiohttpClient, da
         inbox_retention=KEEP_FOR_A_CENTURY,  # the README's dates age; the answers must not
         receipt_retention=KEEP_FOR_A_CENTURY,
     )
-    client = await aiohttp_client(create_app(settings))
     examples = _examples()
     answer: Any = None
-    for shell, _shown in examples[: index + 1]:  # the examples build on each other
-        for piece in shell.strip().split("\ncurl "):
-            command = piece if piece.startswith("curl ") else "curl " + piece
-            answer = orjson.loads(await _run_curl(client, command))
+    async with serving(settings) as client:
+        for shell, _shown in examples[: index + 1]:  # the examples build on each other
+            for piece in shell.strip().split("\ncurl "):
+                command = piece if piece.startswith("curl ") else "curl " + piece
+                answer = orjson.loads(await _run_curl(client, command))
     assert answer == orjson.loads(examples[index][1])

@@ -8,13 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from presence.http.app import create_app
 from presence.jobs import retention
 from presence.settings import Settings, SettingsError
 from tests.support import payloads
-from tests.support.api import Api, make_settings
+from tests.support.api import Api, make_settings, serving
 from tests.support.state import dump
-from tests.support.typing import AiohttpClient
 
 AT = 1_795_256_130_000
 
@@ -125,20 +123,21 @@ async def test_ended_sessions_expire_with_receipts_and_live_ones_never(api: Api,
     assert [c["session_id"] for c in presence["connections"]] == ["live"]
 
 
-async def test_retention_runs_in_the_background(aiohttp_client: AiohttpClient, database_url: str) -> None:
+async def test_retention_runs_in_the_background(database_url: str) -> None:
     """The app deletes expired inbox rows by itself, while intake goes on; presence stays."""
     settings = make_settings(database_url).replace(inbox_retention=timedelta(seconds=1), retention_interval=0.05)
-    api = Api(await aiohttp_client(create_app(settings)))
-    await _history(api)
-    assert (await _counts(database_url))["inbox_event"] == 7
-    for _ in range(200):  # up to 20 s
-        if not (await _counts(database_url))["inbox_event"]:
-            break
-        await asyncio.sleep(0.1)
-    assert (await _counts(database_url))["inbox_event"] == 0
-    assert await api.presence("u0") is not None
-    session = payloads.device("late", connected_at=AT)
-    await api.hook(payloads.connection("late", "connected", AT, session))  # intake is not held up
+    async with serving(settings) as client:
+        api = Api(client)
+        await _history(api)
+        assert (await _counts(database_url))["inbox_event"] == 7
+        for _ in range(200):  # up to 20 s
+            if not (await _counts(database_url))["inbox_event"]:
+                break
+            await asyncio.sleep(0.1)
+        assert (await _counts(database_url))["inbox_event"] == 0
+        assert await api.presence("u0") is not None
+        session = payloads.device("late", connected_at=AT)
+        await api.hook(payloads.connection("late", "connected", AT, session))  # intake is not held up
 
 
 def test_retention_windows_are_durations() -> None:

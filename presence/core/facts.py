@@ -154,8 +154,13 @@ def join_session(a: SessionFact, b: SessionFact) -> SessionFact:
 
 
 def join_message(a: MessageFact, b: MessageFact) -> MessageFact:
-    winner = a if a.claim >= b.claim else b
+    """The greater claim; at the same claim, the later ``sent_at`` (a known one beats none)."""
+    winner = a if _message_rank(a) >= _message_rank(b) else b
     return replace(winner, received_at_ms=min(a.received_at_ms, b.received_at_ms))
+
+
+def _message_rank(fact: MessageFact) -> tuple[bytes, bool, int]:
+    return (fact.claim, fact.sent_at_ms is not None, fact.sent_at_ms or 0)
 
 
 def join_watermark(a: WatermarkFact, b: WatermarkFact) -> WatermarkFact:

@@ -162,7 +162,15 @@ def _message_upsert(dialect: Dialect, table: Table) -> Insert:
     row = table.c
     statement = dialect.insert(table)
     new = statement.excluded
-    stronger = new.claim > row.claim
+    # facts.join_message: the greater claim, then the later sent_at (a known one beats none).
+    stronger = or_(
+        new.claim > row.claim,
+        and_(
+            new.claim == row.claim,
+            new.sent_at.is_not(None),
+            or_(row.sent_at.is_(None), new.sent_at > row.sent_at),
+        ),
+    )
     earlier = new.received_at < row.received_at
     claimed = ("claim", "conversation_id", "sender", "sent_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]

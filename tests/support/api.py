@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import orjson
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from presence.http.app import create_app
 from presence.settings import Secret, Settings
 from tests.support.openapi_check import check_client_response
 
@@ -34,6 +37,17 @@ def make_settings(database_url: str) -> Settings:
         inbox_retention=KEEP_FOR_A_CENTURY,
         receipt_retention=KEEP_FOR_A_CENTURY,
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """A client of the app on ``settings``, stopped (its engine disposed) when the block ends.
+
+    For a test's own apps: they stop before the test's database is dropped, which an app
+    made through ``aiohttp_client`` (a fixture set up before the database) does not.
+    """
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
 
 
 class Api:

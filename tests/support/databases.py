@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db.schema import upgrade
+from tests.support.descriptors import descriptors_of, sqlite_descriptors
 
 #: Where the PostgreSQL tests run; a server at this URL must accept CREATE DATABASE.
 POSTGRES_URL_VARIABLE = "PRESENCE_TEST_POSTGRES_URL"
@@ -68,6 +69,13 @@ class SqliteDatabases:
 
     async def drop(self, url: str) -> None:
         path = Path(make_url(url).database or "")
+        held = descriptors_of(path, sqlite_descriptors().values())
+        if held:
+            # Unlinking a file an app still has open hides that the app outlived its database.
+            raise AssertionError(
+                f"{path.name} is dropped while this process still has it open ({', '.join(held)}): "
+                "close the app or engine that uses it before its database is dropped"
+            )
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, instant
 

@@ -33,5 +33,18 @@ async def state_tables(database_url: str, *, without_checkpoint: bool = False) -
     return tables
 
 
+def without_reception(tables: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    """``tables`` without their ``received_at`` columns: what two intakes of the same events share."""
+    stripped = {}
+    for name, rows in tables.items():
+        columns = [column.name for column in Base.metadata.tables[name].columns]
+        if "received_at" not in columns:
+            stripped[name] = rows
+            continue
+        at = columns.index("received_at")
+        stripped[name] = sorted((row[:at] + row[at + 1 :] for row in rows), key=repr)
+    return stripped
+
+
 async def inbox_count(database_url: str) -> int:
     return len((await dump(database_url))["inbox_event"])
