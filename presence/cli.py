@@ -22,6 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-un
 from presence.db.engine import create_engine
 from presence.db.failures import classify, describe
 from presence.db.schema import upgrade
+from presence.http import serving
 from presence.http.app import create_app
 from presence.intake.importer import ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.intake.importer import Progress as ImportProgress
@@ -131,14 +132,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     app = create_app(settings, migrate=not args.no_migrate)
     app.on_startup.append(_freeze_startup_objects)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        access_log=None,
-        print=lambda message: log.info("%s", " ".join(message.split())),
-    )
+    serving.run(app, settings, ssl_context=ssl_context)
     return 0
 
 

@@ -73,6 +73,18 @@ class Settings:
     commit_concurrency: int = 4
     #: Events waiting for a commit beyond which ``/hook`` answers 503 at once.
     intake_queue_limit: int = 10_000
+    #: Bytes of events (their inbox text, in memory) waiting for a commit beyond which ``/hook`` answers 503 at once.
+    intake_queue_bytes: int = 64 * 1024 * 1024
+    #: Seconds a connection has to send a request's line and headers: from when it opens, or from
+    #: the first byte of its next request when it is kept alive.
+    header_timeout: float = 10.0
+    #: Seconds a ``/hook`` request has to send its whole body once its headers are in.
+    body_timeout: float = 30.0
+    #: Seconds a kept-alive connection may stay idle between two requests.
+    keepalive_timeout: float = 75.0
+    #: Open connections beyond which a new one displaces the longest idle one (or is closed at once);
+    #: ``None``: the open-file limit less what the database and files need (:mod:`presence.http.serving`).
+    max_connections: int | None = None
     db_pool_size: int = 10
     db_max_overflow: int = 10
     db_pool_timeout: float = 5.0
@@ -129,6 +141,11 @@ class Settings:
             commit_max_batch=reader.integer("COMMIT_MAX_BATCH", defaults.commit_max_batch, minimum=1),
             commit_concurrency=reader.integer("COMMIT_CONCURRENCY", defaults.commit_concurrency, minimum=1),
             intake_queue_limit=reader.integer("INTAKE_QUEUE_LIMIT", defaults.intake_queue_limit, minimum=1),
+            intake_queue_bytes=reader.integer("INTAKE_QUEUE_BYTES", defaults.intake_queue_bytes, minimum=1),
+            header_timeout=reader.number("HEADER_TIMEOUT", defaults.header_timeout),
+            body_timeout=reader.number("BODY_TIMEOUT", defaults.body_timeout),
+            keepalive_timeout=reader.number("KEEPALIVE_TIMEOUT", defaults.keepalive_timeout),
+            max_connections=reader.optional_integer("MAX_CONNECTIONS", minimum=1),
             db_pool_size=reader.integer("DB_POOL_SIZE", defaults.db_pool_size, minimum=1),
             db_max_overflow=reader.integer("DB_MAX_OVERFLOW", defaults.db_max_overflow, minimum=0),
             db_pool_timeout=reader.number("DB_POOL_TIMEOUT", defaults.db_pool_timeout),
@@ -194,6 +211,10 @@ class _Reader:
         if maximum is not None and value > maximum:
             raise SettingsError(f"{self.name(name)} must be at most {maximum}, got {value}")
         return value
+
+    def optional_integer(self, name: str, *, minimum: int) -> int | None:
+        """A whole number, or ``None`` when the variable is unset."""
+        return None if self.text(name) is None else self.integer(name, 0, minimum=minimum)
 
     def number(self, name: str, default: float, *, zero: bool = False) -> float:
         raw = self.text(name)

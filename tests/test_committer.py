@@ -207,3 +207,58 @@ async def test_one_refused_event_costs_its_batch_a_few_transactions_not_one_each
     assert all(outcome is None for index, outcome in enumerate(outcomes) if index != 17)
     assert refusing.committed_inbox_rows == 63
     assert refusing.runs <= 2 * 6 + 1  # log2(64) = 6 halvings
+
+
+def big_event(n: int, size: int) -> Accepted:
+    """An event of a trigger the service does not act on, kept whole: its inbox text is ``size`` bytes or more."""
+    body = {"trigger": "some_future_trigger", "data": {"n": n, "padding": "x" * size}}
+    return accept(orjson.dumps(body), received_at=datetime(2026, 11, 21, tzinfo=UTC))
+
+
+async def test_what_waits_is_bounded_by_bytes_and_refused_at_once_beyond() -> None:
+    gated = GatedTransactions()
+    committer = Committer(
+        gated, Writer(POSTGRESQL), max_batch=10, queue_limit=1000, queue_bytes=1_000_000, commit_timeout=5.0
+    )
+    await committer.start()
+    submitted = [asyncio.create_task(committer.submit(big_event(n, 300_000))) for n in range(3)]
+    await until(lambda: gated.running == 1, gated)
+    assert committer.waiting_bytes > 900_000  # the batch in flight counts until its commit ends
+
+    with pytest.raises(IntakeUnavailable, match="bytes"):
+        await asyncio.wait_for(committer.submit(big_event(3, 300_000)), timeout=1)
+    assert not committer.reserve(300_000)  # nor can a body being read take the room
+    assert committer.reserve(1000)
+    committer.release(1000)
+
+    gated.release.set()
+    await asyncio.gather(*submitted)
+    assert committer.waiting_bytes == 0
+    await committer.submit(big_event(4, 3_000_000))  # alone, an event larger than the limit goes through
+    await committer.close()
+
+
+async def test_an_event_whose_client_left_before_its_commit_started_is_dropped() -> None:
+    """Never acknowledged, so CometChat sends it again: it is not committed; its neighbours are."""
+    gated = GatedTransactions()
+    committer = Committer(gated, Writer(POSTGRESQL), max_batch=10, queue_limit=100, commit_timeout=5.0)
+    await committer.start()
+    first = asyncio.create_task(committer.submit(event(0)))
+    await until(lambda: gated.running == 1, gated)  # the next ones wait for the only slot
+    hung_up = False
+    waiting = [
+        asyncio.create_task(committer.submit(event(1))),
+        asyncio.create_task(committer.submit(event(2), client_gone=lambda: hung_up)),
+        asyncio.create_task(committer.submit(event(3))),
+    ]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # its request was cancelled
+    hung_up = True  # its client hung up
+    gated.release.set()
+    await asyncio.gather(first, waiting[2])
+    with pytest.raises(IntakeUnavailable, match="went away"):
+        await waiting[1]
+    assert waiting[0].cancelled()
+    assert (gated.committed, gated.inbox_rows) == (2, 2)  # events 0, then 3
+    assert committer.waiting_bytes == 0
+    await committer.close()

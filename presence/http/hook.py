@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from presence.http.auth import require_hook_credentials
+from presence.http.body import read_body
 from presence.http.errors import ApiError
 from presence.http.keys import COMMITTER, METRICS, SETTINGS
 from presence.http.responses import HookAck, json_answer
@@ -32,15 +33,20 @@ async def receive_webhook(request: web.Request) -> web.Response:
         except ApiError:
             result = "unauthorized"
             raise
-        raw = await request.read()  # Content-Type is not trusted: CometChat sends "Application/json".
+        settings, committer = request.app[SETTINGS], request.app[COMMITTER]
+        # Content-Type is not trusted: CometChat sends "Application/json". Counted against the byte limit.
+        raw = await read_body(request, limit=settings.max_body_bytes, within=settings.body_timeout, budget=committer)
         try:
-            accepted = accept(raw, received_at=datetime.now(UTC), max_skew_ms=request.app[SETTINGS].max_clock_skew_ms)
+            accepted = accept(raw, received_at=datetime.now(UTC), max_skew_ms=settings.max_clock_skew_ms)
         except Rejected as rejected:
             trigger = rejected.trigger
             raise ApiError(400, rejected.code, rejected.message) from None
+        finally:
+            committer.release(len(raw))
+            del raw  # while the commit is awaited, the inbox row holds what is kept of it
         trigger = accepted.inbox.trigger
         try:
-            await request.app[COMMITTER].submit(accepted)
+            await committer.submit(accepted, client_gone=lambda: _client_gone(request))
         except IntakeUnavailable as error:
             result = "unavailable"
             raise ApiError(503, "unavailable", f"{error}; retry later", {"Retry-After": "1"}) from None
@@ -51,3 +57,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     finally:
         metrics.count_event(trigger, result)
         metrics.intake_seconds.observe(time.perf_counter() - started)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client hung up: its event, not yet committed, need not be (it was never acknowledged)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

@@ -12,6 +12,13 @@ Within a batch the pure core joins the facts first, so each row is written once.
 The statements are built on the event loop and run as one transaction by
 :mod:`presence.db.transactions` (on SQLite, one hop to the writer thread), which
 bounds each by the commit timeout and runs again one that lost a race with a peer.
+
+What waits is bounded twice: by a count of events and by their bytes (the inbox
+text each holds, counted from submission until its commit ends, so batches in
+flight count too). An event whose request went away (cancelled, or its client
+hung up: ``client_gone``) before its batch was formed is dropped, not committed:
+it was never acknowledged, and CometChat sends it again. Once its commit has
+started it is committed, answered or not (at least once, as CometChat's retries are).
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -44,10 +52,21 @@ class IntakeRejected(Exception):
     """The database refused this event alone; retrying will not help."""
 
 
+#: Whether the client that submitted an event is gone (it hung up); it is asked before the commit starts.
+ClientGone = Callable[[], bool]
+
+
 @dataclass(slots=True)
 class _Pending:
     item: Accepted
     done: asyncio.Future[None]
+    #: What this event holds in memory while it waits, counted against the byte limit.
+    size: int
+    client_gone: ClientGone | None
+
+    def abandoned(self) -> bool:
+        """Nobody waits for the outcome: the request was cancelled, or its client hung up."""
+        return self.done.cancelled() or (self.client_gone is not None and self.client_gone())
 
 
 class Committer:
@@ -60,6 +79,7 @@ class Committer:
         *,
         max_batch: int,
         queue_limit: int,
+        queue_bytes: int | None = None,
         concurrency: int = 1,
         commit_timeout: float,
         metrics: Metrics | None = None,
@@ -71,6 +91,9 @@ class Committer:
         #: Commit tasks and their batches; close() answers the batches of those it cancels.
         self._in_flight: dict[asyncio.Task[None], list[_Pending]] = {}
         self._queue_limit = queue_limit
+        self._queue_bytes = queue_bytes
+        #: Bytes of the events submitted whose commit has not ended (queued or in flight).
+        self._waiting_bytes = 0
         self._commit_timeout = commit_timeout
         self._metrics = metrics
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -86,6 +109,7 @@ class Committer:
             max_batch=settings.commit_max_batch,
             concurrency=1 if engine.dialect.name == "sqlite" else settings.commit_concurrency,
             queue_limit=settings.intake_queue_limit,
+            queue_bytes=settings.intake_queue_bytes,
             commit_timeout=settings.commit_timeout,
             metrics=metrics,
         )
@@ -112,7 +136,9 @@ class Committer:
         # Batches whose commit was cancelled (or never started), then what was still queued.
         left = [pending for batch in in_flight.values() for pending in batch]
         while not self._queue.empty():
-            left.append(self._queue.get_nowait())
+            queued = self._queue.get_nowait()
+            self._waiting_bytes -= queued.size  # those in flight were counted off as their task ended
+            left.append(queued)
         _settle(left, IntakeUnavailable("the service stopped before this event was committed"))
         try:
             async with asyncio.timeout(self._commit_timeout):
@@ -120,17 +146,48 @@ class Committer:
         except TimeoutError:
             log.warning("the database connection did not close within %s s; leaving it", self._commit_timeout)
 
-    async def submit(self, item: Accepted) -> None:
-        """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not."""
+    @property
+    def waiting_bytes(self) -> int:
+        """Bytes of the events submitted whose commit has not ended, and of the bodies reserved."""
+        return self._waiting_bytes
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` more bytes (of a body still being read) against the byte limit; ``False`` if full.
+
+        The bytes stay counted until :meth:`release`; an event submitted is counted on its own.
+        """
+        if not self._has_room(size):
+            return False
+        self._waiting_bytes += size
+        return True
+
+    def release(self, size: int) -> None:
+        self._waiting_bytes -= size
+
+    def _has_room(self, size: int) -> bool:
+        # Whatever its size, one event goes through when nothing else waits.
+        limit = self._queue_bytes
+        return limit is None or not self._waiting_bytes or self._waiting_bytes + size <= limit
+
+    async def submit(self, item: Accepted, *, client_gone: ClientGone | None = None) -> None:
+        """Return once ``item`` is committed; raise :class:`IntakeUnavailable` if it was not.
+
+        ``client_gone``: asked when the batch is formed; if it says so (or this call was
+        cancelled), the event is dropped instead of committed and this raises :class:`IntakeUnavailable`.
+        """
         if self._closing or self._task is None or self._task.done():
             raise IntakeUnavailable("the service is shutting down")
         if self._queue.qsize() >= self._queue_limit:
             raise IntakeUnavailable("too many events are waiting for a commit")
+        size = _size_of(item)
+        if not self._has_room(size):
+            raise IntakeUnavailable("too many bytes of events are waiting for a commit")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume_outcome)
-        self._queue.put_nowait(_Pending(item, done))
-        # A request cancelled here cancels only its own future: its event stays in the queue
-        # and is committed with its neighbours (at least once, as CometChat's retries are).
+        self._waiting_bytes += size
+        self._queue.put_nowait(_Pending(item, done, size, client_gone))
+        # A request cancelled here cancels only its own future: if its batch has not been formed
+        # yet, its event is dropped there; else it is committed with its neighbours.
         await done
 
     async def _run(self) -> None:
@@ -138,15 +195,30 @@ class Committer:
             # A free slot first: the batch goes on gathering while every slot is busy.
             await self._slots.acquire()
             try:
-                batch = [await self._queue.get()]
+                batch = self._keep_answered([await self._queue.get()])
             except BaseException:
                 self._slots.release()
                 raise
             while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                batch.extend(self._keep_answered([self._queue.get_nowait()]))
+            if not batch:
+                self._slots.release()
+                continue
             task = asyncio.create_task(self._commit_in_slot(batch), name="presence-commit")
             self._in_flight[task] = batch
             task.add_done_callback(self._forget)
+
+    def _keep_answered(self, taken: list[_Pending]) -> list[_Pending]:
+        """``taken`` less the events nobody waits for any more, which are dropped: their commit has not started."""
+        kept = []
+        for pending in taken:
+            if pending.abandoned():
+                _settle([pending], IntakeUnavailable("the client went away before its event was committed"))
+                self._waiting_bytes -= pending.size
+                self._queue.task_done()
+            else:
+                kept.append(pending)
+        return kept
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
@@ -156,7 +228,8 @@ class Committer:
             await self._commit_batch(batch)
         finally:
             self._slots.release()
-            for _ in batch:
+            for pending in batch:
+                self._waiting_bytes -= pending.size
                 self._queue.task_done()
 
     async def _commit_batch(self, batch: list[_Pending]) -> None:
@@ -202,6 +275,12 @@ def _settle(batch: list[_Pending], error: Exception | None) -> None:
             pending.done.set_result(None)
         else:
             pending.done.set_exception(error)
+
+
+def _size_of(item: Accepted) -> int:
+    # The inbox text is what a waiting event holds: the body it came from and the dict parsed from
+    # it are gone by then. Its size in memory, not its length: one character beyond Latin-1 widens all.
+    return sys.getsizeof(item.inbox.body)
 
 
 def _consume_outcome(future: asyncio.Future[None]) -> None:
