@@ -12,9 +12,10 @@ import time
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from presence.http.auth import require_hook_credentials
-from presence.http.errors import ApiError, json_response
+from presence.http.errors import ApiError, error_response, json_response
 from presence.http.keys import COMMITTER, METRICS, SETTINGS
 from presence.intake.accept import Rejected, accept, outcome
 from presence.intake.committer import IntakeRejected, IntakeUnavailable
@@ -31,7 +32,10 @@ async def receive_webhook(request: web.Request) -> web.Response:
         except ApiError:
             result = "unauthorized"
             raise
-        raw = await request.read()  # Content-Type is not trusted: CometChat sends "Application/json".
+        try:
+            raw = await request.read()  # Content-Type is not trusted: CometChat sends "Application/json".
+        except web.RequestPayloadError as error:
+            return _unreadable(request, error)
         try:
             accepted = accept(raw, received_at=datetime.now(UTC))
         except Rejected as rejected:
@@ -50,3 +54,21 @@ async def receive_webhook(request: web.Request) -> web.Response:
     finally:
         metrics.count_event(trigger, result)
         metrics.intake_seconds.observe(time.perf_counter() - started)
+
+
+def _unreadable(request: web.Request, error: web.RequestPayloadError) -> web.Response:
+    """``400`` for a body that cannot be read as its headers say: not valid in its
+    ``Content-Encoding`` (gzip that is not gzip), or broken chunked framing.
+
+    The parser has given up on the rest of this request's bytes, so the connection cannot carry
+    another: the answer closes it. The payload is marked finished, or aiohttp would read it
+    again after the answer and log the same failure as an unhandled exception.
+    """
+    request.content.feed_eof()
+    if isinstance(error.__cause__, ContentEncodingError):
+        problem = ApiError(400, "invalid_encoding", "the body is not valid in the encoding its Content-Encoding names")
+    else:
+        problem = ApiError(400, "invalid_body", "the body does not match the request's framing")
+    response = error_response(problem)
+    response.force_close()
+    return response

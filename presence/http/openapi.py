@@ -230,10 +230,12 @@ def _hook_operation() -> dict[str, Any]:
             "200": _ref_response("HookAck", "Committed (`accepted`), or kept without acting on it (`ignored`)."),
             "400": _error_response(
                 "Not JSON (`invalid_json`), not an object or nested too deep (`invalid_body`), or a known "
-                "trigger with a missing or mistyped field (`invalid_event`). Nothing is stored.",
+                "trigger with a missing or mistyped field (`invalid_event`); a body that is not valid in the "
+                "encoding its `Content-Encoding` names (`invalid_encoding`). Nothing is stored.",
                 "invalid_json",
                 "invalid_body",
                 "invalid_event",
+                "invalid_encoding",
             ),
             "401": _error_response(
                 "Missing or wrong Basic credentials.",
