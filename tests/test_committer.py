@@ -49,6 +49,9 @@ class GatedTransactions:
             self.running -= 1
         self.committed += 1
 
+    async def probe(self) -> None:
+        await self.run([])
+
     async def close(self) -> None:
         pass
 
@@ -120,6 +123,9 @@ class SlowTransactions:
     async def run(self, statements: Sequence[Statement]) -> None:
         await asyncio.sleep(self.seconds)
         self.committed += 1
+
+    async def probe(self) -> None:
+        await self.run([])
 
     async def close(self) -> None:
         pass

@@ -80,6 +80,20 @@ def _classify_driver_error(state: str, *, bug: bool) -> Failure | None:
     return Failure.UNAVAILABLE
 
 
+#: SQLite's primary result codes that say the file, not the statement, failed: read-only,
+#: I/O, full, cannot be opened. A connection that saw one is not trusted again (it may have
+#: been opened read-only, and stays so after the file is writable again): it is reopened.
+_SQLITE_FILE_FAILURES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+def needs_new_connection(error: BaseException) -> bool:
+    """Whether the SQLite connection that raised ``error`` must be closed and opened again."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and isinstance(code, int) and code & 0xFF in _SQLITE_FILE_FAILURES
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means "the database cannot be used now; retry later"."""
     return classify(error) in (Failure.UNAVAILABLE, Failure.TRANSIENT)

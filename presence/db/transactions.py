@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, Protocol
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.driver import Statement, execute
 from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
-from presence.db.failures import Failure, classify
+from presence.db.failures import Failure, classify, needs_new_connection
 from presence.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class Transactions(Protocol):
 
         :class:`TimeoutError` when it did not finish within the timeout; then it may
         still commit (the event is applied at least once, as a retried webhook is).
+        """
+
+    async def probe(self) -> None:
+        """Commit a transaction that writes and changes nothing, within the timeout; raise as ``run`` does.
+
+        Whether a commit can succeed now, with no event at stake: ``/readyz`` asks it after a
+        failed commit.
         """
 
     async def close(self) -> None:
@@ -89,6 +96,10 @@ class EngineTransactions:
                 else:
                     return
 
+    async def probe(self) -> None:
+        async with asyncio.timeout(self._timeout), self._engine.begin() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
     async def close(self) -> None:
         pass  # the engine's owner disposes of it
 
@@ -124,11 +135,19 @@ class SqliteTransactions:
             log.warning("cannot open the SQLite database yet (%s); the first commit will try again", error)
 
     async def run(self, statements: Sequence[Statement]) -> None:
+        await self._on_thread(self._transaction, statements)
+
+    async def probe(self) -> None:
+        await self._on_thread(self._probe_transaction, ())
+
+    async def _on_thread(
+        self, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
+    ) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
         # on the thread, and the next one waits for it: the thread is never abandoned mid-write.
         loop = asyncio.get_running_loop()
         job = _Job(loop)
-        finished = loop.run_in_executor(self._executor, self._run_job, job, statements)
+        finished = loop.run_in_executor(self._executor, self._run_job, job, transaction, statements)
         try:
             async with asyncio.timeout(self._timeout):
                 await asyncio.shield(job.started)
@@ -138,9 +157,11 @@ class SqliteTransactions:
         async with asyncio.timeout(self._timeout):
             await finished
 
-    def _run_job(self, job: _Job, statements: Sequence[Statement]) -> None:
+    def _run_job(
+        self, job: _Job, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
+    ) -> None:
         if job.begin():
-            self._transaction(statements)
+            transaction(statements)
 
     async def close(self) -> None:
         if self._closed:
@@ -160,13 +181,34 @@ class SqliteTransactions:
             for statement in statements:
                 connection.executemany(statement.sql, statement.rows)
             connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                try:
-                    connection.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._disconnect()  # a connection that cannot roll back is not used again
+        except BaseException as error:
+            self._after_failure(connection, error)
             raise
+
+    def _probe_transaction(self, _statements: Sequence[Statement]) -> None:
+        """On the writer thread: a commit that writes a page (an empty one writes nothing, and
+        would succeed on a full disk), and changes nothing: ``user_version`` set to itself."""
+        connection = self._connection or self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            connection.execute(f"PRAGMA user_version = {int(version)}")  # PRAGMA takes no parameters
+            connection.execute("COMMIT")
+        except BaseException as error:
+            self._after_failure(connection, error)
+            raise
+
+    def _after_failure(self, connection: sqlite3.Connection, error: BaseException) -> None:
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._disconnect()  # a connection that cannot roll back is not used again
+                return
+        if needs_new_connection(error):
+            # Opened while the file was read-only, it stays read-only when the file is writable
+            # again; after a full disk or an I/O error it is not trusted either: open it afresh.
+            self._disconnect()
 
     def _connect(self) -> sqlite3.Connection:
         connection = open_sqlite(self._path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=True)

@@ -191,11 +191,13 @@ def _paths() -> dict[str, Any]:
         "/readyz": {
             "get": _open_operation(
                 "getReadyz",
-                "`200` when the database answers and its schema is at the newest revision.",
+                "`200` when webhooks can be accepted now: the database answers, its schema is at the newest "
+                "revision, and the last commit succeeded (after a failed one, a probing commit does).",
                 {
                     "200": _json_response("Ready to serve.", _ready_schema()),
                     "503": _error_response(
-                        "The database cannot be reached, or its schema is behind; the message says what to run.",
+                        "The database cannot be reached, its schema is behind, or webhooks cannot be committed; "
+                        "the message says why.",
                         "not_ready",
                     ),
                 },

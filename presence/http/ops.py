@@ -11,7 +11,7 @@ from presence.db.models import UserPresence
 from presence.db.schema import current_revision
 from presence.http.auth import require_api_token
 from presence.http.errors import ApiError, json_response
-from presence.http.keys import ENGINE, HEAD_REVISION, METRICS, SETTINGS
+from presence.http.keys import COMMITTER, ENGINE, HEAD_REVISION, METRICS, SETTINGS
 
 
 async def get_healthz(_request: web.Request) -> web.Response:
@@ -20,7 +20,11 @@ async def get_healthz(_request: web.Request) -> web.Response:
 
 
 async def get_readyz(request: web.Request) -> web.Response:
-    """``200`` when the database answers and its schema is at the newest revision; else ``503``."""
+    """``200`` when the service can accept webhooks now; else ``503`` with why.
+
+    The database answers, its schema is at the newest revision, and the last commit of
+    webhooks succeeded (or, after a failure, a probing commit does).
+    """
     head = request.app[HEAD_REVISION]
     try:
         revision = await current_revision(request.app[ENGINE])
@@ -30,6 +34,9 @@ async def get_readyz(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "the database cannot be reached") from None
     if revision != head:
         raise ApiError(503, "not_ready", f"the schema is at revision {revision}, not {head}; run `presence migrate`")
+    unready = await request.app[COMMITTER].unready()
+    if unready is not None:
+        raise ApiError(503, "not_ready", f"webhooks cannot be committed now ({unready})")
     return json_response({"status": "ready", "revision": head})
 
 
