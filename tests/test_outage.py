@@ -463,3 +463,37 @@ async def test_cut_connections_are_503_never_500_and_queries_recover(
     assert any(status == 503 for _, status in answers), f"the cuts were never noticed: {answers}"
     _assert_no_unexpected_errors(caplog)
     await _assert_recovered(api)
+
+
+async def test_a_silent_database_answers_each_webhook_within_the_commit_timeout(
+    proxy: TcpProxy, outage_database: str, aiohttp_client: AiohttpClient
+) -> None:
+    """§2: while PostgreSQL is silent, each webhook gets its 503 by about ``PRESENCE_COMMIT_TIMEOUT``,
+    however long giving up on the stuck connection takes (the default connect and statement timeouts,
+    5 s); once it answers again, 200s.
+
+    The bound is generous (2.5x a 1 s timeout) for a noisy machine: awaiting the cleanup took 3 s.
+    """
+    commit_timeout = 1.0
+    settings = make_settings(proxy.url_for(outage_database)).replace(commit_timeout=commit_timeout)
+    api = Api(await aiohttp_client(create_app(settings)))
+    assert await api.hook(connected("stall-before")) == {"status": "accepted"}
+
+    async def answer_time(body: payloads.Body) -> float:
+        started = time.monotonic()
+        response = await timed(api.post_hook(body), f"hook of {uid_of(body)} while stalled")
+        await assert_unavailable(response, f"hook of {uid_of(body)} while stalled")
+        return time.monotonic() - started
+
+    proxy.stall()
+    try:
+        one_by_one = [await answer_time(connected(f"stall-{n}", n)) for n in range(3)]
+        together = await asyncio.gather(*(answer_time(connected(f"stall-many-{n}", n)) for n in range(8)))
+    finally:
+        proxy.restore()
+    slowest = max(*one_by_one, *together)
+    timings = f"one by one {[round(t, 2) for t in one_by_one]}, together {[round(t, 2) for t in together]}"
+    print(timings)
+    assert slowest < 2.5 * commit_timeout, f"answered after {slowest:.1f} s ({timings})"
+
+    await post_until_accepted(lambda: api.post_hook(connected("stall-after")), "hook after the stall")

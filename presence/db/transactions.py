@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, Protocol
@@ -74,34 +74,77 @@ def transactions_for(engine: AsyncEngine, settings: Settings) -> Transactions:
 
 
 class EngineTransactions:
+    """Each transaction runs in a task of its own, which the caller stops waiting for at the timeout.
+
+    Giving up on a silent database takes time of its own: cancelling asyncpg's statement, rolling
+    back, closing the stuck connection each wait for a peer that does not answer (seconds, up to
+    the connect and statement timeouts). That cleanup goes on in the background, in the task, while
+    the caller is answered at the timeout; :meth:`close` waits for it, within the timeout again.
+    """
+
     def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
         self._engine = engine
         self._timeout = timeout
+        #: Transactions given up on (or still running): their cleanup is awaited by close().
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         pass  # the pool connects on demand
 
     async def run(self, statements: Sequence[Statement]) -> None:
-        # One deadline for every attempt: a silent database is an outage, not a wait.
-        async with asyncio.timeout(self._timeout):
-            for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-                try:
-                    async with self._engine.begin() as connection:
-                        await execute(connection, statements)
-                except Exception as error:
-                    if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
-                        raise
-                    log.info("transaction conflicted with a peer (%s); running it again", type(error).__name__)
-                    await asyncio.sleep(0.005 * attempt)
-                else:
-                    return
+        await self._bounded(self._attempts(statements))
 
     async def probe(self) -> None:
-        async with asyncio.timeout(self._timeout), self._engine.begin() as connection:
-            await connection.exec_driver_sql("SELECT 1")
+        await self._bounded(self._select_one())
 
     async def close(self) -> None:
-        pass  # the engine's owner disposes of it
+        # The engine's owner disposes of it, after this: let given-up transactions finish first.
+        if self._tasks:
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=self._timeout)
+            if stuck:
+                log.warning("%d abandoned transactions still closing their connections; leaving them", len(stuck))
+
+    async def _bounded(self, work: Coroutine[None, None, None]) -> None:
+        """``work`` within the timeout, counted from now: checkout, connect, statements, commit."""
+        task = asyncio.create_task(work, name="presence-transaction")
+        self._tasks.add(task)
+        task.add_done_callback(_forget_task(self._tasks))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # the caller is gone (the committer closing): stop, in the background
+            raise
+        if task not in done:
+            task.cancel()  # its rollback and the stuck connection's closing go on in the background
+            raise TimeoutError(f"the transaction did not finish within {self._timeout} s")
+        task.result()
+
+    async def _attempts(self, statements: Sequence[Statement]) -> None:
+        # One deadline (_bounded's) for every attempt: a silent database is an outage, not a wait.
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as connection:
+                    await execute(connection, statements)
+            except Exception as error:
+                if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                log.info("transaction conflicted with a peer (%s); running it again", type(error).__name__)
+                await asyncio.sleep(0.005 * attempt)
+            else:
+                return
+
+    async def _select_one(self) -> None:
+        async with self._engine.begin() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
+
+def _forget_task(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def forget(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen: a transaction given up on may fail later, unheard
+
+    return forget
 
 
 class SqliteTransactions:
