@@ -13,8 +13,7 @@ import re
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from presence.http.app import create_app
 from presence.http.auth import PUBLIC_ROUTES
@@ -35,20 +34,19 @@ def _routes(app: web.Application) -> list[tuple[str, str]]:
     )
 
 
-async def test_every_route_but_the_open_ones_answers_401_without_credentials(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
+async def test_every_route_but_the_open_ones_answers_401_without_credentials(settings: Settings) -> None:
     app = create_app(settings)
-    client = await aiohttp_client(app)
     routes = _routes(app)
     assert {path for _, path in routes} >= OPEN_ROUTES | {"/users", "/stats", "/metrics", "/hook"}
-    for method, template in routes:
-        response = await client.request(method, _concrete(template))
-        if template in OPEN_ROUTES:
-            assert response.status != 401, f"{method} {template} is open to anyone"
-        else:
-            assert response.status == 401, f"{method} {template} answered {response.status} without credentials"
-            assert "WWW-Authenticate" in response.headers
+    # The app stops (its engine disposed) before the test's database is dropped.
+    async with TestClient(TestServer(app)) as client:
+        for method, template in routes:
+            response = await client.request(method, _concrete(template))
+            if template in OPEN_ROUTES:
+                assert response.status != 401, f"{method} {template} is open to anyone"
+            else:
+                assert response.status == 401, f"{method} {template} answered {response.status} without credentials"
+                assert "WWW-Authenticate" in response.headers
 
 
 def test_only_the_open_routes_and_the_hook_skip_the_bearer_token() -> None:
@@ -56,20 +54,19 @@ def test_only_the_open_routes_and_the_hook_skip_the_bearer_token() -> None:
     assert OPEN_ROUTES | {"/hook"} == PUBLIC_ROUTES
 
 
-async def test_a_route_added_later_needs_the_bearer_token(aiohttp_client: AiohttpClient, settings: Settings) -> None:
+async def test_a_route_added_later_needs_the_bearer_token(settings: Settings) -> None:
     async def added_later(_request: web.Request) -> web.Response:
         return web.Response(text="secret")
 
     app = create_app(settings)
     app.router.add_get("/added-later", added_later)
-    client = await aiohttp_client(app)
-
-    denied = await client.get("/added-later")
-    assert denied.status == 401
-    assert denied.headers["WWW-Authenticate"] == 'Bearer realm="presence"'
-    allowed = await client.get("/added-later", headers={"Authorization": API_AUTH})
-    assert allowed.status == 200
-    assert await allowed.text() == "secret"
+    async with TestClient(TestServer(app)) as client:
+        denied = await client.get("/added-later")
+        assert denied.status == 401
+        assert denied.headers["WWW-Authenticate"] == 'Bearer realm="presence"'
+        allowed = await client.get("/added-later", headers={"Authorization": API_AUTH})
+        assert allowed.status == 200
+        assert await allowed.text() == "secret"
 
 
 async def _raw_authorization(client: TestClient, authorization: bytes) -> bytes:  # type: ignore[type-arg]

@@ -49,6 +49,9 @@ class GatedTransactions:
             self.running -= 1
         self.committed += 1
 
+    async def probe(self) -> None:
+        await self.run([])
+
     async def close(self) -> None:
         pass
 
@@ -121,6 +124,9 @@ class SlowTransactions:
         await asyncio.sleep(self.seconds)
         self.committed += 1
 
+    async def probe(self) -> None:
+        await self.run([])
+
     async def close(self) -> None:
         pass
 
@@ -183,6 +189,9 @@ class RefusingTransactions:
         if any("u-bad" in repr(statement.rows) for statement in statements):
             raise sqlite3.IntegrityError("refused for the test")
         self.committed_inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
+
+    async def probe(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass

@@ -6,22 +6,31 @@ whole database (inbox included) is compared before and after.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
+import gzip
 import io
+import logging
 import re
+import sys
 import time
+import zlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import brotli  # type: ignore[import-untyped]
 import orjson
 import pytest
 from aiohttp import ClientResponse
+from prometheus_client.parser import text_string_to_metric_families
 
 from presence.db.models import InboxEvent
 from presence.settings import Settings
 from tests.support import payloads, samples
 from tests.support.api import API_AUTH, HOOK_AUTH, HOOK_PASSWORD, HOOK_USERNAME, Api, serving
+from tests.support.openapi_check import check_client_response
 from tests.support.state import dump
 
 CONNECTED_AT = 1_763_720_130_123
@@ -467,3 +476,136 @@ async def test_the_skew_is_a_setting(settings: Settings) -> None:
         ahead = payloads.connection("early-bird", "connected", _now_ms() + 1_800_000, session, connections=[session])
         await assert_error(await Api(client).post_hook(ahead), 400, "invalid_event")
     assert Settings.from_env({"PRESENCE_MAX_CLOCK_SKEW": "10m"}).max_clock_skew == timedelta(minutes=10)
+
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
+
+
+def _compressed(encoding: str, data: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        return brotli.compress(data)  # type: ignore[no-any-return]
+    return zstd.compress(data)
+
+
+def _not_encoded(encoding: str, body: bytes) -> bytes:
+    return body
+
+
+def _corrupt_after_the_header(encoding: str, body: bytes) -> bytes:
+    return _compressed(encoding, body)[:3] + b"\x00" * 40
+
+
+ENCODINGS = ["gzip", "deflate", "br", "zstd"]
+
+
+async def post_encoded(api: Api, body: bytes, encoding: str) -> ClientResponse:
+    headers = {"Authorization": HOOK_AUTH, "Content-Type": "Application/json", "Content-Encoding": encoding}
+    response = await api.client.post("/hook", data=body, headers=headers)
+    await check_client_response(response)
+    return response
+
+
+async def rejected_events(api: Api) -> float:
+    """``presence_events_total`` of outcome ``rejected``, over every trigger."""
+    response = await api.get("/metrics")
+    assert response.status == 200, await response.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(await response.text())
+        for sample in family.samples
+        if sample.name == "presence_events_total" and sample.labels["outcome"] == "rejected"
+    )
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+async def test_a_body_in_its_content_encoding_is_accepted(api: Api, encoding: str) -> None:
+    """The encodings the rejections below spoil are themselves understood (so the spoiling is what fails)."""
+    response = await post_encoded(api, _compressed(encoding, orjson.dumps(CONNECTION)), encoding)
+
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"status": "accepted"}
+    assert await api.presence("u-1") is not None
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(_not_encoded, id="not encoded at all"),
+        pytest.param(_corrupt_after_the_header, id="corrupt after the header"),
+    ],
+)
+async def test_a_body_not_valid_in_its_content_encoding_is_400(
+    seeded: Api,
+    database_url: str,
+    encoding: str,
+    spoil: Callable[[str, bytes], bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """§2, §5: a body its Content-Encoding cannot decode is 400 invalid_encoding (not a 500), counted as
+    rejected; nothing is stored, and nothing is logged as an unexpected error."""
+    before = await dump(database_url)
+    rejected = await rejected_events(seeded)
+
+    with caplog.at_level(logging.ERROR):
+        response = await post_encoded(seeded, spoil(encoding, orjson.dumps(CONNECTION)), encoding)
+        await assert_error(response, 400, "invalid_encoding")
+
+    assert await dump(database_url) == before
+    assert await rejected_events(seeded) == rejected + 1
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert (await seeded.get("/users/u-1/presence")).status == 200  # and the service serves on
+
+
+async def raw_request(api: Api, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], Any]:
+    """Send ``head`` (request line and headers, as bytes) and ``body`` on a socket of its own; the status,
+    headers and JSON of the answer. For header bytes that no HTTP client library would send."""
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    status_line, _, rest = answer.partition(b"\r\n")
+    head_lines, _, payload = rest.partition(b"\r\n\r\n")
+    headers = dict(line.decode("latin-1").split(": ", 1) for line in head_lines.split(b"\r\n"))
+    return int(status_line.split()[1]), headers, orjson.loads(payload)
+
+
+NOT_UTF8_AUTHORIZATIONS = [
+    pytest.param(b"Basic \xff\xfe", id="Basic, credentials not UTF-8"),
+    pytest.param(HOOK_AUTH.encode() + b"\xff", id="Basic, right credentials then a byte not UTF-8"),
+    pytest.param(b"Bearer \xff\xfe", id="Bearer, token not UTF-8"),
+    pytest.param(API_AUTH.encode() + b"\xff", id="Bearer, right token then a byte not UTF-8"),
+    pytest.param(b"Bearer t\xe9t\xe9", id="Bearer, a Latin-1 token"),
+    pytest.param("Bearer tëtë".encode(), id="Bearer, a UTF-8 token not configured"),
+    pytest.param(b"\xc3\x28", id="no scheme, not UTF-8"),
+]
+
+
+@pytest.mark.parametrize("authorization", NOT_UTF8_AUTHORIZATIONS)
+@pytest.mark.parametrize("path", ["/hook", *QUERY_PATHS, "/metrics"])
+async def test_an_authorization_header_not_in_utf8_is_401_never_500(
+    seeded: Api, database_url: str, path: str, authorization: bytes
+) -> None:
+    """§2, §5: Authorization bytes that are not UTF-8 are wrong credentials: 401 with the error shape."""
+    before = await dump(database_url)
+    method, body = (b"POST", orjson.dumps(CONNECTION)) if path == "/hook" else (b"GET", b"")
+    head = method + b" " + path.encode() + b" HTTP/1.1\r\nHost: presence\r\nAuthorization: " + authorization + b"\r\n"
+
+    status, headers, payload = await raw_request(seeded, head, body)
+
+    assert status == 401, payload
+    assert payload == {"error": {"code": "unauthorized", "message": payload["error"]["message"]}}, payload
+    assert headers["WWW-Authenticate"] == (BASIC_CHALLENGE if path == "/hook" else 'Bearer realm="presence"')
+    assert await dump(database_url) == before

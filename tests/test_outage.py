@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -33,7 +35,7 @@ from presence.http.app import create_app
 from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import API_AUTH, HOOK_AUTH, Api, make_settings
-from tests.support.databases import Databases
+from tests.support.databases import Databases, connect_postgres, postgres_server_url
 from tests.support.oracle import expected_presence
 from tests.support.server import ServerProcess, presence_environment
 from tests.support.tcp_proxy import TcpProxy
@@ -341,3 +343,157 @@ async def test_replicas_behind_a_cut_answer_503_and_recover(
         for replica in replicas:  # from a thread: the proxy must serve their last words
             assert await asyncio.to_thread(replica.terminate) == 0, replica.describe()
     assert await inbox_uids(outage_database) == collections.Counter(uid_of(body) for body in before + after)
+
+
+#: What the query API is asked while connections are terminated or cut: (path, answers it may give besides 503).
+QUERIED = [
+    ("/users/load-0/presence", {200}),
+    ("/users/nobody/presence", {404}),
+    ("/messages/57/receipts", {404}),
+    ("/users/load-0/sessions", {200}),
+    ("/presence?uid=load-0&uid=nobody", {200}),
+    ("/users?status=online", {200}),
+    ("/conversations/c-1/receipts", {404}),
+    ("/stats", {200}),
+    ("/readyz", {200}),
+    ("/metrics", {200}),
+]
+#: How long connections are disrupted while the load runs.
+DISRUPTION_SECONDS = 3.0
+
+
+async def _load(api: Api, stop: asyncio.Event, answers: collections.Counter[tuple[str, int]]) -> None:
+    """Ask every route of :data:`QUERIED`, and post webhooks, until ``stop``; each answer is one the contract allows."""
+
+    async def ask(path: str, allowed: set[int]) -> None:
+        while not stop.is_set():
+            response = await timed(api.get(path), f"GET {path}")
+            answers[(path, response.status)] += 1
+            if response.status == 503 and path != "/metrics":
+                payload = await response.json()
+                code = "not_ready" if path == "/readyz" else "unavailable"
+                assert payload["error"]["code"] == code, (path, payload)
+            else:
+                assert response.status in allowed, f"GET {path}: {response.status} {await response.text()}"
+
+    async def post() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            response = await timed(api.post_hook(connected(f"load-{n % 20}", n)), "hook")
+            answers[("/hook", response.status)] += 1
+            if response.status != 200:
+                await assert_unavailable(response, "hook")
+
+    await asyncio.gather(*(ask(path, allowed) for path, allowed in QUERIED for _ in range(2)), post(), post())
+
+
+async def _assert_recovered(api: Api) -> None:
+    """Every route answers as it would have without the disruption, within :data:`RECOVERY_DEADLINE`."""
+    for path, allowed in QUERIED:
+        deadline = time.monotonic() + RECOVERY_DEADLINE
+        while (status := (await timed(api.get(path), f"GET {path}")).status) not in allowed:
+            assert status == 503, f"GET {path}: {status}"
+            assert time.monotonic() < deadline, f"GET {path}: still 503 after {RECOVERY_DEADLINE} s"
+            await asyncio.sleep(POLL_INTERVAL)
+
+
+def _assert_no_unexpected_errors(caplog: pytest.LogCaptureFixture) -> None:
+    unexpected = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("presence")
+    ]
+    assert unexpected == [], "a database failure was taken for a bug (500)"
+
+
+async def test_terminated_connections_are_503_never_500_and_queries_recover(
+    outage_database: str, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§2, §5, §7: PostgreSQL terminates the service's connections (as a restart does) while queries run:
+    every answer is 200, 404 or 503, never 500 (/readyz and /metrics included); then 200s again, alone."""
+    api = Api(await aiohttp_client(create_app(make_settings(outage_database).replace(**FAST_FAILURE))))
+    await api.hook(connected("load-0"))
+    database = make_url(outage_database).database
+    admin = await connect_postgres(make_url(postgres_server_url()))
+    answers: collections.Counter[tuple[str, int]] = collections.Counter()
+    stop = asyncio.Event()
+    try:
+        load = asyncio.create_task(_load(api, stop, answers))
+        terminated = 0
+        deadline = time.monotonic() + DISRUPTION_SECONDS
+        while time.monotonic() < deadline and not load.done():
+            terminated += await admin.fetchval(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()) AS t",
+                database,
+            )
+            await asyncio.sleep(random.uniform(0.01, 0.1))
+        stop.set()
+        await load
+    finally:
+        stop.set()
+        await admin.close()
+    assert terminated > 0, "no connection of the service was terminated"
+    assert any(status == 503 for _, status in answers), f"the terminations were never noticed: {answers}"
+    _assert_no_unexpected_errors(caplog)
+    await _assert_recovered(api)
+
+
+async def test_cut_connections_are_503_never_500_and_queries_recover(
+    api: Api, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§2, §5, §7: the connections are cut and restored again and again while queries run (as when
+    the network between the service and PostgreSQL flaps): 200, 404 or 503, never 500; then 200s again."""
+    await api.hook(connected("load-0"))
+    answers: collections.Counter[tuple[str, int]] = collections.Counter()
+    stop = asyncio.Event()
+    load = asyncio.create_task(_load(api, stop, answers))
+    try:
+        deadline = time.monotonic() + DISRUPTION_SECONDS
+        while time.monotonic() < deadline and not load.done():
+            await asyncio.sleep(random.uniform(0.01, 0.1))
+            proxy.cut()
+            await asyncio.sleep(random.uniform(0, 0.05))
+            proxy.restore()
+            await asyncio.sleep(random.uniform(0, 0.05))
+            proxy.drop_after_replies(random.randint(1, 4))  # new connections die as they become ready
+    finally:
+        proxy.restore()
+        stop.set()
+        await load
+    assert any(status == 503 for _, status in answers), f"the cuts were never noticed: {answers}"
+    _assert_no_unexpected_errors(caplog)
+    await _assert_recovered(api)
+
+
+async def test_a_silent_database_answers_each_webhook_within_the_commit_timeout(
+    proxy: TcpProxy, outage_database: str, aiohttp_client: AiohttpClient
+) -> None:
+    """§2: while PostgreSQL is silent, each webhook gets its 503 by about ``PRESENCE_COMMIT_TIMEOUT``,
+    however long giving up on the stuck connection takes (the default connect and statement timeouts,
+    5 s); once it answers again, 200s.
+
+    The bound is generous (2.5x a 1 s timeout) for a noisy machine: awaiting the cleanup took 3 s.
+    """
+    commit_timeout = 1.0
+    settings = make_settings(proxy.url_for(outage_database)).replace(commit_timeout=commit_timeout)
+    api = Api(await aiohttp_client(create_app(settings)))
+    assert await api.hook(connected("stall-before")) == {"status": "accepted"}
+
+    async def answer_time(body: payloads.Body) -> float:
+        started = time.monotonic()
+        response = await timed(api.post_hook(body), f"hook of {uid_of(body)} while stalled")
+        await assert_unavailable(response, f"hook of {uid_of(body)} while stalled")
+        return time.monotonic() - started
+
+    proxy.stall()
+    try:
+        one_by_one = [await answer_time(connected(f"stall-{n}", n)) for n in range(3)]
+        together = await asyncio.gather(*(answer_time(connected(f"stall-many-{n}", n)) for n in range(8)))
+    finally:
+        proxy.restore()
+    slowest = max(*one_by_one, *together)
+    timings = f"one by one {[round(t, 2) for t in one_by_one]}, together {[round(t, 2) for t in together]}"
+    print(timings)
+    assert slowest < 2.5 * commit_timeout, f"answered after {slowest:.1f} s ({timings})"
+
+    await post_until_accepted(lambda: api.post_hook(connected("stall-after")), "hook after the stall")

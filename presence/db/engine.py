@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from presence.db.failures import needs_new_connection
 from presence.settings import Settings
 
 #: How long an SQLite connection waits for another's write lock before giving up.
@@ -47,6 +49,13 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         ensure_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of a fixed set, checked by Settings
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _reopen_after_file_failures(context: ExceptionContext) -> None:
+        # A connection opened on a read-only file stays read-only after the file is writable
+        # again: have the pool replace it, as it replaces a PostgreSQL connection that was lost.
+        if needs_new_connection(context.original_exception):
+            context.is_disconnect = True
 
 
 def ensure_wal(cursor: Any) -> None:

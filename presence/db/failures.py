@@ -13,6 +13,11 @@ with exit code 3):
 
 Anything else (a ``ProgrammingError``: SQL that does not fit the schema) is not
 the database failing but a bug, and is left to propagate.
+
+Errors come wrapped by SQLAlchemy (``DBAPIError``, the driver's error in ``orig``),
+but not always: what fails while SQLAlchemy sets up a new connection (asyncpg's
+codec set-up in the pool's ``connect`` hook) reaches us as asyncpg raised it, and
+so does the plain ``OSError`` of a socket that was reset. Both are read the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 from enum import Enum
 
+import asyncpg
 from sqlalchemy import exc
 
 
@@ -53,21 +59,39 @@ def classify(error: BaseException) -> Failure | None:
     if isinstance(error, exc.IntegrityError | exc.DataError | sqlite3.IntegrityError | sqlite3.DataError):
         return Failure.REFUSED
     if isinstance(error, exc.DBAPIError):
-        return _classify_driver_error(error)
+        return _classify_driver_error(sqlstate(error), bug=isinstance(error, exc.ProgrammingError))
+    if isinstance(error, asyncpg.PostgresError):  # unwrapped: the server's answer, or a connection lost
+        state = error.sqlstate if isinstance(error.sqlstate, str) else ""
+        return _classify_driver_error(state, bug=isinstance(error, asyncpg.exceptions.SyntaxOrAccessError))
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return Failure.UNAVAILABLE  # unwrapped: "connection is closed", a protocol out of step
     return Failure.UNAVAILABLE if isinstance(error, _UNAVAILABLE_TYPES) else None
 
 
-def _classify_driver_error(error: exc.DBAPIError) -> Failure | None:
-    state = sqlstate(error)
+def _classify_driver_error(state: str, *, bug: bool) -> Failure | None:
     if state in TRANSIENT_SQLSTATES:
         return Failure.TRANSIENT
     if state[:2] in _REFUSED_CLASSES:
         return Failure.REFUSED
-    if isinstance(error, exc.ProgrammingError):
-        return None  # our SQL, or a schema it was not written for
+    if bug:
+        return None  # our SQL, or a schema it was not written for (a ProgrammingError)
     # Whatever else the driver reports (a connection terminated or reset, a server shutting
     # down, a statement timeout, a full disk) is the database failing, not the request.
     return Failure.UNAVAILABLE
+
+
+#: SQLite's primary result codes that say the file, not the statement, failed: read-only,
+#: I/O, full, cannot be opened. A connection that saw one is not trusted again (it may have
+#: been opened read-only, and stays so after the file is writable again): it is reopened.
+_SQLITE_FILE_FAILURES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+def needs_new_connection(error: BaseException) -> bool:
+    """Whether the SQLite connection that raised ``error`` must be closed and opened again."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and isinstance(code, int) and code & 0xFF in _SQLITE_FILE_FAILURES
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, Protocol
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.driver import Statement, execute
 from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
-from presence.db.failures import Failure, classify
+from presence.db.failures import Failure, classify, needs_new_connection
 from presence.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,13 @@ class Transactions(Protocol):
         still commit (the event is applied at least once, as a retried webhook is).
         """
 
+    async def probe(self) -> None:
+        """Commit a transaction that writes and changes nothing, within the timeout; raise as ``run`` does.
+
+        Whether a commit can succeed now, with no event at stake: ``/readyz`` asks it after a
+        failed commit.
+        """
+
     async def close(self) -> None:
         """Release the connection; nothing may run afterwards."""
 
@@ -67,30 +74,77 @@ def transactions_for(engine: AsyncEngine, settings: Settings) -> Transactions:
 
 
 class EngineTransactions:
+    """Each transaction runs in a task of its own, which the caller stops waiting for at the timeout.
+
+    Giving up on a silent database takes time of its own: cancelling asyncpg's statement, rolling
+    back, closing the stuck connection each wait for a peer that does not answer (seconds, up to
+    the connect and statement timeouts). That cleanup goes on in the background, in the task, while
+    the caller is answered at the timeout; :meth:`close` waits for it, within the timeout again.
+    """
+
     def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
         self._engine = engine
         self._timeout = timeout
+        #: Transactions given up on (or still running): their cleanup is awaited by close().
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         pass  # the pool connects on demand
 
     async def run(self, statements: Sequence[Statement]) -> None:
-        # One deadline for every attempt: a silent database is an outage, not a wait.
-        async with asyncio.timeout(self._timeout):
-            for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-                try:
-                    async with self._engine.begin() as connection:
-                        await execute(connection, statements)
-                except Exception as error:
-                    if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
-                        raise
-                    log.info("transaction conflicted with a peer (%s); running it again", type(error).__name__)
-                    await asyncio.sleep(0.005 * attempt)
-                else:
-                    return
+        await self._bounded(self._attempts(statements))
+
+    async def probe(self) -> None:
+        await self._bounded(self._select_one())
 
     async def close(self) -> None:
-        pass  # the engine's owner disposes of it
+        # The engine's owner disposes of it, after this: let given-up transactions finish first.
+        if self._tasks:
+            _, stuck = await asyncio.wait(set(self._tasks), timeout=self._timeout)
+            if stuck:
+                log.warning("%d abandoned transactions still closing their connections; leaving them", len(stuck))
+
+    async def _bounded(self, work: Coroutine[None, None, None]) -> None:
+        """``work`` within the timeout, counted from now: checkout, connect, statements, commit."""
+        task = asyncio.create_task(work, name="presence-transaction")
+        self._tasks.add(task)
+        task.add_done_callback(_forget_task(self._tasks))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # the caller is gone (the committer closing): stop, in the background
+            raise
+        if task not in done:
+            task.cancel()  # its rollback and the stuck connection's closing go on in the background
+            raise TimeoutError(f"the transaction did not finish within {self._timeout} s")
+        task.result()
+
+    async def _attempts(self, statements: Sequence[Statement]) -> None:
+        # One deadline (_bounded's) for every attempt: a silent database is an outage, not a wait.
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as connection:
+                    await execute(connection, statements)
+            except Exception as error:
+                if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                log.info("transaction conflicted with a peer (%s); running it again", type(error).__name__)
+                await asyncio.sleep(0.005 * attempt)
+            else:
+                return
+
+    async def _select_one(self) -> None:
+        async with self._engine.begin() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+
+
+def _forget_task(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def forget(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen: a transaction given up on may fail later, unheard
+
+    return forget
 
 
 class SqliteTransactions:
@@ -124,11 +178,19 @@ class SqliteTransactions:
             log.warning("cannot open the SQLite database yet (%s); the first commit will try again", error)
 
     async def run(self, statements: Sequence[Statement]) -> None:
+        await self._on_thread(self._transaction, statements)
+
+    async def probe(self) -> None:
+        await self._on_thread(self._probe_transaction, ())
+
+    async def _on_thread(
+        self, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
+    ) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
         # on the thread, and the next one waits for it: the thread is never abandoned mid-write.
         loop = asyncio.get_running_loop()
         job = _Job(loop)
-        finished = loop.run_in_executor(self._executor, self._run_job, job, statements)
+        finished = loop.run_in_executor(self._executor, self._run_job, job, transaction, statements)
         try:
             async with asyncio.timeout(self._timeout):
                 await asyncio.shield(job.started)
@@ -138,9 +200,11 @@ class SqliteTransactions:
         async with asyncio.timeout(self._timeout):
             await finished
 
-    def _run_job(self, job: _Job, statements: Sequence[Statement]) -> None:
+    def _run_job(
+        self, job: _Job, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
+    ) -> None:
         if job.begin():
-            self._transaction(statements)
+            transaction(statements)
 
     async def close(self) -> None:
         if self._closed:
@@ -160,13 +224,34 @@ class SqliteTransactions:
             for statement in statements:
                 connection.executemany(statement.sql, statement.rows)
             connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                try:
-                    connection.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self._disconnect()  # a connection that cannot roll back is not used again
+        except BaseException as error:
+            self._after_failure(connection, error)
             raise
+
+    def _probe_transaction(self, _statements: Sequence[Statement]) -> None:
+        """On the writer thread: a commit that writes a page (an empty one writes nothing, and
+        would succeed on a full disk), and changes nothing: ``user_version`` set to itself."""
+        connection = self._connection or self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            connection.execute(f"PRAGMA user_version = {int(version)}")  # PRAGMA takes no parameters
+            connection.execute("COMMIT")
+        except BaseException as error:
+            self._after_failure(connection, error)
+            raise
+
+    def _after_failure(self, connection: sqlite3.Connection, error: BaseException) -> None:
+        if connection.in_transaction:
+            try:
+                connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._disconnect()  # a connection that cannot roll back is not used again
+                return
+        if needs_new_connection(error):
+            # Opened while the file was read-only, it stays read-only when the file is writable
+            # again; after a full disk or an I/O error it is not trusted either: open it afresh.
+            self._disconnect()
 
     def _connect(self) -> sqlite3.Connection:
         connection = open_sqlite(self._path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=True)

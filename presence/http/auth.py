@@ -55,7 +55,8 @@ def require_api_token(request: web.Request, settings: Settings) -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "a bearer token is required", _BEARER_CHALLENGE)
-    supplied = token.strip().encode()
+    # A header's bytes that are not UTF-8 arrive as surrogate escapes: compare the bytes as sent.
+    supplied = token.strip().encode("utf-8", "surrogateescape")
     matched = False
     for known in settings.api_tokens:
         matched |= hmac.compare_digest(supplied, known.reveal().encode())

@@ -12,10 +12,11 @@ import time
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 
 from presence.http.auth import require_hook_credentials
 from presence.http.body import read_body
-from presence.http.errors import ApiError
+from presence.http.errors import ApiError, error_response
 from presence.http.keys import COMMITTER, METRICS, SETTINGS
 from presence.http.responses import HookAck, json_answer
 from presence.intake.accept import Rejected, accept, outcome
@@ -35,7 +36,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
             raise
         settings, committer = request.app[SETTINGS], request.app[COMMITTER]
         # Content-Type is not trusted: CometChat sends "Application/json". Counted against the byte limit.
-        raw = await read_body(request, limit=settings.max_body_bytes, within=settings.body_timeout, budget=committer)
+        try:
+            raw = await read_body(
+                request, limit=settings.max_body_bytes, within=settings.body_timeout, budget=committer
+            )
+        except web.RequestPayloadError as error:
+            return _unreadable(request, error)
         try:
             accepted = accept(raw, received_at=datetime.now(UTC), max_skew_ms=settings.max_clock_skew_ms)
         except Rejected as rejected:
@@ -63,3 +69,21 @@ def _client_gone(request: web.Request) -> bool:
     """Whether the client hung up: its event, not yet committed, need not be (it was never acknowledged)."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+def _unreadable(request: web.Request, error: web.RequestPayloadError) -> web.Response:
+    """``400`` for a body that cannot be read as its headers say: not valid in its
+    ``Content-Encoding`` (gzip that is not gzip), or broken chunked framing.
+
+    The parser has given up on the rest of this request's bytes, so the connection cannot carry
+    another: the answer closes it. The payload is marked finished, or aiohttp would read it
+    again after the answer and log the same failure as an unhandled exception.
+    """
+    request.content.feed_eof()
+    if isinstance(error.__cause__, ContentEncodingError):
+        problem = ApiError(400, "invalid_encoding", "the body is not valid in the encoding its Content-Encoding names")
+    else:
+        problem = ApiError(400, "invalid_body", "the body does not match the request's framing")
+    response = error_response(problem)
+    response.force_close()
+    return response

@@ -203,11 +203,13 @@ def _paths() -> dict[str, Any]:
         "/readyz": {
             "get": _open_operation(
                 "getReadyz",
-                "`200` when the database answers and its schema is at the newest revision.",
+                "`200` when webhooks can be accepted now: the database answers, its schema is at the newest "
+                "revision, and the last commit succeeded (after a failed one, a probing commit does).",
                 {
                     "200": _answer(responses.Ready, "Ready to serve."),
                     "503": _error_response(
-                        "The database cannot be reached, or its schema is behind; the message says what to run.",
+                        "The database cannot be reached, its schema is behind, or webhooks cannot be committed; "
+                        "the message says why.",
                         "not_ready",
                     ),
                 },
@@ -242,10 +244,12 @@ def _hook_operation() -> dict[str, Any]:
             "200": _answer(responses.HookAck, "Committed (`accepted`), or kept without acting on it (`ignored`)."),
             "400": _error_response(
                 "Not JSON (`invalid_json`), not an object or nested too deep (`invalid_body`), or a known "
-                "trigger with a missing or mistyped field (`invalid_event`). Nothing is stored.",
+                "trigger with a missing or mistyped field (`invalid_event`); a body that is not valid in the "
+                "encoding its `Content-Encoding` names (`invalid_encoding`). Nothing is stored.",
                 "invalid_json",
                 "invalid_body",
                 "invalid_event",
+                "invalid_encoding",
             ),
             "401": _error_response(
                 "Missing or wrong Basic credentials.",

@@ -9,7 +9,7 @@ from presence.db import reads
 from presence.db.failures import is_unavailable
 from presence.db.schema import current_revision
 from presence.http.errors import ApiError
-from presence.http.keys import ENGINE, HEAD_REVISION, METRICS
+from presence.http.keys import COMMITTER, ENGINE, HEAD_REVISION, METRICS
 from presence.http.responses import Healthy, Ready, json_answer
 
 
@@ -19,7 +19,11 @@ async def get_healthz(_request: web.Request) -> web.Response:
 
 
 async def get_readyz(request: web.Request) -> web.Response:
-    """``200`` when the database answers and its schema is at the newest revision; else ``503``."""
+    """``200`` when the service can accept webhooks now; else ``503`` with why.
+
+    The database answers, its schema is at the newest revision, and the last commit of
+    webhooks succeeded (or, after a failure, a probing commit does).
+    """
     head = request.app[HEAD_REVISION]
     try:
         revision = await current_revision(request.app[ENGINE])
@@ -29,6 +33,9 @@ async def get_readyz(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "the database cannot be reached") from None
     if revision != head:
         raise ApiError(503, "not_ready", f"the schema is at revision {revision}, not {head}; run `presence migrate`")
+    unready = await request.app[COMMITTER].unready()
+    if unready is not None:
+        raise ApiError(503, "not_ready", f"webhooks cannot be committed now ({unready})")
     return json_answer(Ready(status="ready", revision=head))
 
 

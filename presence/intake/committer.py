@@ -99,6 +99,10 @@ class Committer:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: Why the last commit failed (the database's own words), until one succeeds: ``None`` then.
+        #: Before the first commit nothing is known: the first ``unready()`` probes.
+        self._failure: str | None = "no commit has been tried yet"
+        self._probe: asyncio.Task[str | None] | None = None
 
     @classmethod
     def for_settings(cls, engine: AsyncEngine, settings: Settings, metrics: Metrics | None = None) -> Committer:
@@ -145,6 +149,33 @@ class Committer:
                 await self._transactions.close()
         except TimeoutError:
             log.warning("the database connection did not close within %s s; leaving it", self._commit_timeout)
+
+    async def unready(self) -> str | None:
+        """Why a webhook could not be committed now, or ``None`` if it could (``/readyz``).
+
+        Ready while the last commit succeeded. After a failed one, a transaction that writes
+        and changes nothing (:meth:`Transactions.probe`, bounded by the commit timeout) says
+        whether the database takes commits again, so readiness comes back without traffic.
+        Concurrent callers share one probe.
+        """
+        if self._closing:
+            return "the service is shutting down"
+        if self._failure is None:
+            return None
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_writes(), name="presence-commit-probe")
+        return await asyncio.shield(self._probe)
+
+    async def _probe_writes(self) -> str | None:
+        try:
+            await self._transactions.probe()
+        except Exception as error:
+            if classify(error) is None:
+                raise
+            self._failure = describe(error)
+        else:
+            self._failure = None
+        return self._failure
 
     @property
     def waiting_bytes(self) -> int:
@@ -242,7 +273,8 @@ class Committer:
             if self._metrics is not None:
                 self._metrics.database_errors.labels(operation="commit").inc()
             if classify(error) is not Failure.REFUSED:
-                log.warning("commit of %d events failed: %s", len(batch), describe(error))
+                self._failure = describe(error)
+                log.warning("commit of %d events failed: %s", len(batch), self._failure)
                 _settle(batch, IntakeUnavailable("the database is unavailable"))
                 return
             if len(batch) == 1:
@@ -257,6 +289,7 @@ class Committer:
             await self._commit_batch(batch[:middle])
             await self._commit_batch(batch[middle:])
             return
+        self._failure = None
         if self._metrics is not None:
             self._metrics.commit_seconds.observe(time.perf_counter() - started)
             self._metrics.commit_batch_size.observe(len(batch))

@@ -11,6 +11,12 @@ It listens on ``127.0.0.1:0`` and forwards every connection to the upstream
         proxy.stall()    # a silent partition: bytes stop flowing both ways, nothing is closed
         proxy.restore()  # ... and flow again, as when a network heals
 
+``drop_after_replies(n)`` lets new connections through but drops each of them
+right after it has forwarded its ``n``-th chunk from the upstream: with ``n``
+covering the handshake, the client has just been told that its connection is
+ready when it is gone (what a database restart does to a connection opened a
+moment before it).
+
 ``hold()`` and ``release()`` make a barrier: connections that arrive while the
 proxy holds are accepted but not forwarded until ``release()``, so that several
 processes meet the database at the same moment (``waiting`` counts them).
@@ -32,10 +38,12 @@ CHUNK = 64 * 1024
 class _Link:
     """One client connection and its upstream connection."""
 
-    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter) -> None:
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter, replies_left: int) -> None:
         self.client = client
         self.upstream = upstream
         self.aborted = False
+        #: Chunks from the upstream this link forwards before it is dropped; 0: no limit.
+        self.replies_left = replies_left
 
     def abort(self) -> None:
         """Drop both connections at once, pending bytes and all (a cut)."""
@@ -69,6 +77,7 @@ class TcpProxy:
         self._flowing.set()
         self._waiting = 0
         self._cut_countdown = 0
+        self._replies_per_link = 0
 
     # -- control -------------------------------------------------------------------------------
 
@@ -90,6 +99,12 @@ class TcpProxy:
             raise ValueError("count must be at least 1")
         self._cut_countdown = count
 
+    def drop_after_replies(self, count: int) -> None:
+        """Until :meth:`restore`, drop each new connection once it has forwarded ``count`` chunks from the upstream."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self._replies_per_link = count
+
     @property
     def is_cut(self) -> bool:
         return self._refusing
@@ -102,6 +117,7 @@ class TcpProxy:
         """Forward again: new connections after a cut, and the held-up bytes after a stall."""
         self._refusing = False
         self._cut_countdown = 0
+        self._replies_per_link = 0
         self._flowing.set()
 
     def hold(self) -> None:
@@ -181,7 +197,7 @@ class TcpProxy:
         except OSError:
             client_writer.transport.abort()
             return
-        link = _Link(client_writer, upstream_writer)
+        link = _Link(client_writer, upstream_writer, self._replies_per_link)
         if self._refusing or self._server is None:  # cut or closed while the upstream connection was opening
             link.abort()
             return
@@ -215,5 +231,10 @@ class TcpProxy:
                     self._cut_countdown -= 1
                     if self._cut_countdown == 0:
                         self.cut()
+                if not to_upstream and link.replies_left > 0:
+                    link.replies_left -= 1
+                    if link.replies_left == 0:
+                        link.abort()
+                        return
         except OSError:  # ConnectionResetError and friends: one side went away, so the link is over
             link.abort()
