@@ -151,8 +151,6 @@ async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None
     changes.messages[1] = MessageFact(1, message_claim(1, CONVERSATION, "bob"), CONVERSATION, "bob", 1000, 1000)
     for n in range(receipts):
         reader = f"reader-{n:05d}"
-        changes.receipts[(CONVERSATION, reader, "read", 2 + n)] = ReceiptFact(
-            CONVERSATION, reader, "read", 2 + n, 2000 + n
-        )
+        changes.receipts[(CONVERSATION, reader, "read")] = (ReceiptFact(CONVERSATION, reader, "read", 2 + n, 2000 + n),)
     async with engine.begin() as connection:
         await Writer(engine.dialect).apply(connection, changes)

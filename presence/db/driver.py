@@ -22,7 +22,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ClauseElement, Dialect, Insert, Select
+from sqlalchemy import ClauseElement, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -53,9 +53,12 @@ class Statement:
 
 
 class CompiledUpsert:
-    """An upsert compiled once for a dialect: SQLAlchemy builds the SQL, never each row's parameters."""
+    """A write (an upsert, a guarded delete or update) compiled once for a dialect: SQLAlchemy builds
+    the SQL, never each row's parameters."""
 
-    def __init__(self, statement: Insert, dialect: Dialect, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, statement: Insert | Delete | Update, dialect: Dialect, columns: Sequence[str] | None = None
+    ) -> None:
         compiled, names = compile_positional(statement, dialect, columns)
         self.sql = str(compiled)
         #: Column names in the order of the SQL's placeholders.

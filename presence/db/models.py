@@ -146,11 +146,13 @@ class Message(Base):
 
 
 class Receipt(Base):
-    """The earliest time a reader marked a message of a conversation delivered or read."""
+    """A receipt no other of its reader, kind and conversation dominates; see ``facts.join_receipt``.
+
+    Per reader, kind and conversation the rows form a staircase: message ids and times both increase.
+    """
 
     __tablename__ = "receipt"
     __table_args__ = (
-        Index(None, "conversation_id", "message_id"),
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
         Index(None, "at"),
     )

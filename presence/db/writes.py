@@ -15,7 +15,22 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Delete,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,7 +75,8 @@ class Writer:
         self._user = CompiledUpsert(_user_upsert(backend), dialect)
         self._session = CompiledUpsert(_session_upsert(backend), dialect)
         self._message = CompiledUpsert(_message_upsert(backend), dialect)
-        self._receipt = CompiledUpsert(_receipt_upsert(backend), dialect)
+        self._receipt_prune = CompiledUpsert(_receipt_prune(), dialect)
+        self._receipt = CompiledUpsert(_receipt_insert(backend), dialect)
         self._watermark = CompiledUpsert(_watermark_upsert(backend), dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
@@ -85,12 +101,16 @@ class Writer:
         if changes.messages:
             messages = (changes.messages[k] for k in sorted(changes.messages))
             statements.append(self._of(self._message, (_message_row(f, optional) for f in messages)))
-        if changes.receipts:
-            receipts = (changes.receipts[k] for k in sorted(changes.receipts))
-            statements.append(self._of(self._receipt, (_mark_row(f, instant) for f in receipts)))
         if changes.watermarks:
+            # Before the receipts: the watermark row's lock serializes every writer of its reader's receipts.
             watermarks = (changes.watermarks[k] for k in sorted(changes.watermarks))
             statements.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
+        if changes.receipts:
+            # The batch's staircases hold no receipt that dominates another, so all the deletes can go
+            # before all the inserts (docs/design.md, "Receipts").
+            receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
+            statements.append(self._of(self._receipt_prune, receipts))
+            statements.append(self._of(self._receipt, receipts))
         return statements
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
@@ -156,14 +176,47 @@ def _message_upsert(dialect: Dialect) -> Insert:
     )
 
 
-def _receipt_upsert(dialect: Dialect) -> Insert:
-    row = table_of(Receipt).c
-    statement = dialect.insert(table_of(Receipt))
-    new = statement.excluded
+def _same_reader(table: Table) -> ColumnElement[bool]:
+    """The rows of the reader, kind and conversation of the receipt bound as parameters."""
+    return and_(
+        table.c.conversation_id == bindparam("conversation_id"),
+        table.c.reader_uid == bindparam("reader_uid"),
+        table.c.kind == bindparam("kind"),
+    )
+
+
+def _receipt_prune() -> Delete:
+    """Delete the stored receipts that the new one dominates (``facts.dominates``), itself excepted."""
+    table = table_of(Receipt)
+    new_id: BindParameter[int] = bindparam("message_id")
+    new_at: BindParameter[Any] = bindparam("at")
+    return delete(table).where(
+        _same_reader(table),
+        table.c.message_id <= new_id,
+        table.c.at >= new_at,
+        or_(table.c.message_id < new_id, table.c.at > new_at),
+    )
+
+
+def _receipt_insert(dialect: Dialect) -> Insert:
+    """Insert the new receipt unless a stored one dominates it (``facts.join_receipt``).
+
+    Run after :func:`_receipt_prune`, under the lock of the reader's watermark row, no stored row
+    has its message id and a later time, so the conflict clause never acts; it keeps the statement
+    a join should that ever be untrue.
+    """
+    table = table_of(Receipt)
+    columns = ("conversation_id", "reader_uid", "kind", "message_id", "at")
+    values = [bindparam(name, type_=table.c[name].type) for name in columns]
+    dominated = exists().where(
+        _same_reader(table), table.c.message_id >= bindparam("message_id"), table.c.at <= bindparam("at")
+    )
+    statement = dialect.insert(table).from_select(columns, select(*values).where(~dominated))
+    row = table.c
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
-        set_={"at": new.at},
-        where=new.at < row.at,
+        set_={"at": statement.excluded.at},
+        where=statement.excluded.at < row.at,
     )
 
 

@@ -1,0 +1,140 @@
+"""What a query costs grows with what it answers, not with the history behind it.
+
+No timings: each test counts the work a query does, on the database's own terms (on PostgreSQL
+the rows every node of ``EXPLAIN ANALYZE`` produced, on SQLite the virtual-machine instructions it
+ran), once on a small history and once on one a hundred times larger that answers the same, and
+asserts that the larger costs about the same. The benchmark (``bench/``, rows R1/R2 and S1/S2)
+times the same cases.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+from sqlalchemy import Select, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from presence.core.events import Event, parse_event
+from presence.core.facts import changes_of
+from presence.db import reads
+from presence.db.engine import sqlite_file
+from presence.db.models import Receipt
+from presence.db.writes import Writer
+from tests.support import payloads
+from tests.support.databases import Databases
+
+BASE_MS = 1_795_256_130_000
+BASE_S = BASE_MS // 1000
+SMALL, BIG = 20, 2000
+CONVERSATION = "reader_user_writer"
+
+
+@pytest.fixture
+async def engine(databases: Databases) -> AsyncIterator[AsyncEngine]:
+    url = await databases.fresh()
+    engine = create_async_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await databases.drop(url)
+
+
+async def _apply(engine: AsyncEngine, events: list[Event]) -> None:
+    async with engine.begin() as connection:
+        await Writer(engine.dialect).apply(connection, changes_of(events))
+
+
+def _plan_rows(node: Mapping[str, Any]) -> int:
+    """Rows produced by a plan node and every node under it, over all its loops."""
+    own = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
+    return own + sum(_plan_rows(child) for child in node.get("Plans", ()))
+
+
+async def work(engine: AsyncEngine, statement: Select[Any], parameters: Mapping[str, Any]) -> int:
+    """The work ``statement`` does: rows through its plan (PostgreSQL), VM instructions (SQLite)."""
+    literal = _with_literals(statement, engine, parameters)
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:
+            raw = (await connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {literal}"))).scalar_one()
+        plan = json.loads(raw) if isinstance(raw, str) else raw
+        return _plan_rows(plan[0]["Plan"])
+    path = sqlite_file(engine)
+    assert path is not None
+    database = sqlite3.connect(path)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    try:
+        database.set_progress_handler(count, 1)
+        database.execute(literal).fetchall()
+    finally:
+        database.close()
+    return steps
+
+
+def _with_literals(statement: Select[Any], engine: AsyncEngine, parameters: Mapping[str, Any]) -> str:
+    bound = statement.params(**parameters)
+    return str(bound.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _receipts(reader: str, message_ids: range, at: Callable[[int], int], kind: str = "read") -> list[Event]:
+    return [
+        parse_event(payloads.receipt(kind, m, reader=reader, message_sender="writer", at=at(m), receiver="writer"))
+        for m in message_ids
+    ]
+
+
+async def _receipts_work(engine: AsyncEngine, later_receipts: int) -> int:
+    message = parse_event(payloads.message(1, CONVERSATION, "writer", receiver="reader", sent_at=BASE_S))
+    # The reader reads every message as it comes: no receipt dominates another, all are kept.
+    await _apply(engine, [message, *_receipts("reader", range(1, later_receipts + 1), lambda m: BASE_S + m)])
+    async with engine.connect() as connection:
+        answer = await reads.receipts_of(connection, 1)
+    assert answer is not None
+    assert [(r.uid, r.read_at is not None) for r in answer.receipts] == [("reader", True)]
+    return await work(engine, reads.RECEIPTS_OF, {"message_id": 1})
+
+
+async def test_a_message_s_receipts_cost_what_its_readers_cost_not_their_later_receipts(
+    databases: Databases,
+) -> None:
+    """Issue 1: a hundred times more later receipts from the one reader, about the same work."""
+    costs = []
+    for later in (SMALL, BIG):
+        url = await databases.fresh()
+        engine = create_async_engine(url)
+        try:
+            costs.append(await _receipts_work(engine, later))
+        finally:
+            await engine.dispose()
+            await databases.drop(url)
+    small, big = costs
+    assert big <= 2 * small, f"work {small} with {SMALL} later receipts, {big} with {BIG}"
+
+
+async def test_a_receipt_dominated_by_a_stored_one_is_not_kept_and_one_that_dominates_replaces_them(
+    engine: AsyncEngine,
+) -> None:
+    """Each later message read earlier than the one before: every new receipt dominates all stored ones."""
+    await _apply(engine, [parse_event(payloads.message(1, CONVERSATION, "writer", receiver="reader"))])
+    for m in range(1, 51):
+        await _apply(engine, _receipts("reader", range(m, m + 1), lambda m: BASE_S + 1000 - m))
+    # Dominated on arrival: message 10 read later than message 50 was.
+    await _apply(engine, _receipts("reader", range(10, 11), lambda _: BASE_S + 5000))
+    async with engine.connect() as connection:
+        kept = (await connection.execute(select(Receipt.message_id, Receipt.kind))).all()
+        answer = await reads.receipts_of(connection, 1)
+    assert sorted(kept) == [(50, "read")]
+    assert answer is not None
+    [receipt] = answer.receipts
+    assert receipt.read_at is not None
+    assert int(receipt.read_at.timestamp()) == BASE_S + 1000 - 50
