@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.core.events import Event, parse_event
 from presence.core.facts import changes_of
 from presence.db import reads
 from presence.db.engine import sqlite_file
-from presence.db.models import Receipt
+from presence.db.models import Receipt, UserSession
 from presence.db.writes import Writer
 from tests.support import payloads
 from tests.support.databases import Databases
@@ -55,7 +55,7 @@ def _plan_rows(node: Mapping[str, Any]) -> int:
     return own + sum(_plan_rows(child) for child in node.get("Plans", ()))
 
 
-async def work(engine: AsyncEngine, statement: Select[Any], parameters: Mapping[str, Any]) -> int:
+async def work(engine: AsyncEngine, statement: Select[*tuple[Any, ...]], parameters: Mapping[str, Any]) -> int:
     """The work ``statement`` does: rows through its plan (PostgreSQL), VM instructions (SQLite)."""
     literal = _with_literals(statement, engine, parameters)
     if engine.dialect.name == "postgresql":
@@ -81,7 +81,7 @@ async def work(engine: AsyncEngine, statement: Select[Any], parameters: Mapping[
     return steps
 
 
-def _with_literals(statement: Select[Any], engine: AsyncEngine, parameters: Mapping[str, Any]) -> str:
+def _with_literals(statement: Select[*tuple[Any, ...]], engine: AsyncEngine, parameters: Mapping[str, Any]) -> str:
     bound = statement.params(**parameters)
     return str(bound.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
 
@@ -138,3 +138,59 @@ async def test_a_receipt_dominated_by_a_stored_one_is_not_kept_and_one_that_domi
     [receipt] = answer.receipts
     assert receipt.read_at is not None
     assert int(receipt.read_at.timestamp()) == BASE_S + 1000 - 50
+
+
+def _superseded_history(uid: str, sessions: int) -> tuple[list[Event], list[Event], list[Event]]:
+    """``sessions`` sessions connected one after another, then a snapshot that lists only the last.
+
+    Returned as (sessions before the snapshot, the snapshot, sessions delivered after it although
+    older): the flag of a late signal must be cleared too.
+    """
+    connected = [
+        parse_event(
+            payloads.connection(uid, "connected", BASE_MS + n, payloads.device(f"{uid}-s{n}", connected_at=BASE_MS + n))
+        )
+        for n in range(sessions)
+    ]
+    kept = payloads.device(f"{uid}-kept", connected_at=BASE_MS + sessions, platform="ios")
+    snapshot = parse_event(payloads.connection(uid, "connected", BASE_MS + sessions + 1, kept, connections=[kept]))
+    return connected[::2], [snapshot], connected[1::2]
+
+
+async def _presence_work(databases: Databases, superseded: int) -> tuple[int, int, int]:
+    url = await databases.fresh()
+    engine = create_async_engine(url)
+    try:
+        before, snapshot, late = _superseded_history("many", superseded)
+        await _apply(engine, before)
+        await _apply(engine, snapshot)
+        for start in range(0, len(late), 500):
+            await _apply(engine, late[start : start + 500])
+        async with engine.connect() as connection:
+            presence = await reads.presence_of(connection, "many")
+            flagged = (
+                await connection.execute(
+                    select(func.count()).select_from(UserSession).where(UserSession.live.is_(True))
+                )
+            ).scalar_one()
+            counts = await reads.stats(connection)
+        assert presence is not None
+        assert [c.session_id for c in presence.connections] == ["many-kept"]
+        assert counts.connections_by_platform == {"ios": 1}
+        return (
+            await work(engine, reads.PRESENCE_OF, {"uid": "many"}),
+            await work(engine, reads.CONNECTIONS_BY_PLATFORM, {}),
+            flagged,
+        )
+    finally:
+        await engine.dispose()
+        await databases.drop(url)
+
+
+async def test_sessions_a_newer_snapshot_ended_cost_nothing_to_presence_or_stats(databases: Databases) -> None:
+    """Issue 2: a hundred times more superseded sessions, about the same work; only live sessions stay flagged."""
+    small_presence, small_stats, small_flagged = await _presence_work(databases, SMALL)
+    big_presence, big_stats, big_flagged = await _presence_work(databases, BIG)
+    assert (small_flagged, big_flagged) == (1, 1)
+    assert big_presence <= 2 * small_presence, f"presence: {small_presence} with {SMALL}, {big_presence} with {BIG}"
+    assert big_stats <= 2 * small_stats, f"stats: {small_stats} with {SMALL}, {big_stats} with {BIG}"

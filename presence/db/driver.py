@@ -63,13 +63,20 @@ class CompiledUpsert:
         self.sql = str(compiled)
         #: Column names in the order of the SQL's placeholders.
         self.names = names
-        if len(self.names) < 2:
-            raise ValueError("a statement of one column would not get tuples from itemgetter")
-        self._pick = itemgetter(*self.names)
+        if not self.names:
+            raise ValueError("a statement without parameters has no rows to run with")
+        # itemgetter of one name returns the value itself, not a tuple of it.
+        self._pick: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*self.names) if len(self.names) > 1 else _one(self.names[0])
+        )
 
     def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
         pick = self._pick
         return [pick(row) for row in values]
+
+
+def _one(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    return lambda row: (row[name],)
 
 
 @dataclass(frozen=True, slots=True)

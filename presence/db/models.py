@@ -111,12 +111,13 @@ class UserSession(Base):
     __tablename__ = "user_session"
     __table_args__ = (
         Index(None, "uid", "live"),
-        # Live sessions by platform: the /users?platform= pages and /stats.
+        # Live sessions by platform: the /users?platform= pages and /stats. SQLite uses a partial
+        # index only for a query term that matches its WHERE, and SQLAlchemy says "live = 1" there.
         Index(
             "ix_user_session_live_platform_uid",
             "platform",
             "uid",
-            sqlite_where=text("live"),
+            sqlite_where=text("live = 1"),
             postgresql_where=text("live"),
         ),
     )

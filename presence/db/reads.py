@@ -2,7 +2,9 @@
 
 Liveness is ``presence.core.facts.is_live`` in SQL (:data:`_LIVE`): a session
 is live when its newest signal says so and is not older than its user's newest
-snapshot.
+snapshot. The writer also clears the ``live`` flag of superseded sessions
+(``presence.db.writes``), so the rows with ``live`` set, and the indexes on
+them, hold only live sessions; the check here stays the definition.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.db.models import Instant, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
 
-_LIVE = and_(UserSession.live.is_(True), UserSession.signal_key >= UserPresence.snapshot_key)
+_LIVE = and_(UserSession.live == true(), UserSession.signal_key >= UserPresence.snapshot_key)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -201,6 +203,8 @@ async def sessions_of(
     for row in await connection.execute(query):
         superseded = row.signal_key < snapshot_key
         live = row.live and not superseded
+        # A signal that ended the session carries its time, one that left it live carries none: so a
+        # superseded session without one was ended by a snapshot, whether or not its flag was cleared yet.
         records.append(
             SessionRecord(
                 session_id=row.session_id,
@@ -209,7 +213,7 @@ async def sessions_of(
                 connected_at=row.connected_at,
                 live=live,
                 disconnected_at=None if live else row.disconnected_at,
-                ended_by_snapshot=row.live and superseded,
+                ended_by_snapshot=superseded and row.disconnected_at is None,
             )
         )
     return SessionHistory(snapshot_key=snapshot_key, sessions=tuple(records))
@@ -339,15 +343,19 @@ async def watermarks_of(connection: AsyncConnection, conversation_id: str) -> li
     return result
 
 
+#: Live sessions by platform, driven by the partial index of live sessions (``/stats``).
+CONNECTIONS_BY_PLATFORM = (
+    select(UserSession.platform, func.count().label("sessions"))
+    .join(UserPresence, UserPresence.uid == UserSession.uid)
+    .where(_LIVE)
+    .group_by(UserSession.platform)
+)
+
+
 async def stats(connection: AsyncConnection) -> Stats:
     online = (
         await connection.execute(select(func.count()).select_from(UserPresence).where(UserPresence.status == "online"))
     ).scalar_one()
-    by_platform = await connection.execute(
-        select(UserSession.platform, func.count().label("sessions"))
-        .join(UserPresence, UserPresence.uid == UserSession.uid)
-        .where(_LIVE)
-        .group_by(UserSession.platform)
-    )
+    by_platform = await connection.execute(CONNECTIONS_BY_PLATFORM)
     counts: dict[str | None, int] = {row.platform: row.sessions for row in by_platform}
     return Stats(users_online=online, connections=sum(counts.values()), connections_by_platform=counts)

@@ -21,15 +21,19 @@ from sqlalchemy import (
     Delete,
     Insert,
     Table,
+    Update,
     and_,
     bindparam,
     case,
     delete,
     exists,
+    false,
     func,
     insert,
     or_,
     select,
+    true,
+    update,
 )
 from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,6 +78,7 @@ class Writer:
         self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
         self._user = CompiledUpsert(_user_upsert(backend), dialect)
         self._session = CompiledUpsert(_session_upsert(backend), dialect)
+        self._superseded = CompiledUpsert(_superseded_sessions_cleared(), dialect)
         self._message = CompiledUpsert(_message_upsert(backend), dialect)
         self._receipt_prune = CompiledUpsert(_receipt_prune(), dialect)
         self._receipt = CompiledUpsert(_receipt_insert(backend), dialect)
@@ -98,6 +103,9 @@ class Writer:
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
             statements.append(self._of(self._session, (_session_row(f, optional) for f in sessions)))
+        if changes.users:
+            # After the sessions: a late signal older than the stored snapshot is cleared as well.
+            statements.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
         if changes.messages:
             messages = (changes.messages[k] for k in sorted(changes.messages))
             statements.append(self._of(self._message, (_message_row(f, optional) for f in messages)))
@@ -156,6 +164,22 @@ def _session_upsert(dialect: Dialect) -> Insert:
         index_elements=[row.uid, row.session_id],
         set_={name: new[name] for name in replaced},
         where=new.signal_key > row.signal_key,
+    )
+
+
+def _superseded_sessions_cleared() -> Update:
+    """Clear ``live`` on the user's sessions whose newest signal is older than the user's snapshot.
+
+    ``facts.is_live`` already says they are not live; clearing the flag keeps the live rows (and
+    the indexes on them) to the live sessions. Snapshot keys only grow and a session's flag is only
+    set again by a newer signal, so this is idempotent and monotone (docs/design.md).
+    """
+    session, user = table_of(UserSession), table_of(UserPresence)
+    snapshot = select(user.c.snapshot_key).where(user.c.uid == bindparam("uid")).scalar_subquery()
+    return (
+        update(session)
+        .where(session.c.uid == bindparam("uid"), session.c.live == true(), session.c.signal_key < snapshot)
+        .values(live=false())
     )
 
 

@@ -1,4 +1,4 @@
-"""Receipts kept as staircases: only the receipts no other dominates.
+"""Receipts kept as staircases; superseded sessions no longer flagged live.
 
 Revision ID: 0003
 Revises: 0002
@@ -10,14 +10,19 @@ Create Date: 2026-11-22
   first step at or above a message is its answer, found by the primary key.
 - ``ix_receipt_conversation_id_message_id`` served the old query, which read every later receipt
   of every reader; nothing reads by it now.
+- ``user_session.live``: cleared on sessions whose signal is older than their user's snapshot
+  (which ``facts.is_live`` already says are not live); intake keeps it so from now on, and
+  the indexes on live sessions then hold only live ones.
 
-Downgrade keeps the pruned rows pruned: the old query gives the same answers on them.
+Downgrade keeps the pruned rows pruned: the old query gives the same answers on them,
+and the read-time liveness check never relied on the flags cleared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
@@ -35,7 +40,24 @@ def upgrade() -> None:
         " AND d.kind = receipt.kind AND d.message_id > receipt.message_id AND d.at <= receipt.at)"
     )
     op.drop_index("ix_receipt_conversation_id_message_id", table_name="receipt")
+    op.execute(
+        "UPDATE user_session SET live = false WHERE live AND signal_key <"
+        " (SELECT p.snapshot_key FROM user_presence AS p WHERE p.uid = user_session.uid)"
+    )
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite uses a partial index only for a query term matching its WHERE: "live = 1" is what
+        # SQLAlchemy writes for the flag there.
+        _live_platform_index("live = 1")
+
+
+def _live_platform_index(where: str) -> None:
+    op.drop_index("ix_user_session_live_platform_uid", table_name="user_session")
+    op.create_index(
+        "ix_user_session_live_platform_uid", "user_session", ["platform", "uid"], sqlite_where=sa.text(where)
+    )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _live_platform_index("live")
     op.create_index("ix_receipt_conversation_id_message_id", "receipt", ["conversation_id", "message_id"])
