@@ -9,6 +9,7 @@ times the same cases.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -194,3 +195,64 @@ async def test_sessions_a_newer_snapshot_ended_cost_nothing_to_presence_or_stats
     assert (small_flagged, big_flagged) == (1, 1)
     assert big_presence <= 2 * small_presence, f"presence: {small_presence} with {SMALL}, {big_presence} with {BIG}"
     assert big_stats <= 2 * small_stats, f"stats: {small_stats} with {SMALL}, {big_stats} with {BIG}"
+
+
+def _constant(value: int, _message_id: int) -> int:
+    return value
+
+
+async def write_work(engine: AsyncEngine, events: list[Event]) -> int:
+    """The work of committing ``events`` (rolled back): rows through each plan, or VM instructions."""
+    statements = Writer(engine.dialect).statements((), changes_of(events))
+    if engine.dialect.name == "postgresql":
+        rows_through = 0
+        async with engine.connect() as connection:
+            for statement in statements:
+                for row in statement.rows:
+                    result = await connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement.sql}", row)
+                    raw = result.scalar_one()
+                    rows_through += _plan_rows((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
+            await connection.rollback()
+        return rows_through
+    path = sqlite_file(engine)
+    assert path is not None
+    database = sqlite3.connect(path, isolation_level=None)
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    try:
+        database.execute("BEGIN")
+        database.set_progress_handler(count, 1)
+        for statement in statements:
+            database.executemany(statement.sql, statement.rows)
+        database.set_progress_handler(None, 1)
+        database.execute("ROLLBACK")
+    finally:
+        database.close()
+    return steps
+
+
+@pytest.mark.parametrize("newest", ["on top", "dominating the latest steps"])
+async def test_a_new_receipt_costs_the_same_whatever_the_reader_s_staircase_below_it(
+    databases: Databases, newest: str
+) -> None:
+    """Writing a receipt reads the steps next to it and those it removes, never the whole staircase."""
+    costs = []
+    for steps in (SMALL, BIG):
+        url = await databases.fresh()
+        engine = create_async_engine(url)
+        try:
+            await _apply(engine, _receipts("reader", range(1, steps + 1), lambda m: BASE_S + m))
+            # On top: read after every other. Dominating: message steps + 1 read before the last 3 were.
+            at = BASE_S + steps + 1 if newest == "on top" else BASE_S + steps - 3
+            receipt = _receipts("reader", range(steps + 1, steps + 2), functools.partial(_constant, at))
+            costs.append(await write_work(engine, receipt))
+        finally:
+            await engine.dispose()
+            await databases.drop(url)
+    small, big = costs
+    assert big <= 2 * small, f"work {small} on {SMALL} steps, {big} on {BIG}"

@@ -9,7 +9,8 @@ Create Date: 2026-11-22
   (docs/design.md, "Receipts"), and is deleted. What is left per reader forms a staircase whose
   first step at or above a message is its answer, found by the primary key.
 - ``ix_receipt_conversation_id_message_id`` served the old query, which read every later receipt
-  of every reader; nothing reads by it now.
+  of every reader; nothing reads by it now. ``ix_receipt_conversation_id_reader_uid_kind_at``
+  finds where the run of steps a new receipt dominates begins.
 - ``user_session.live``: cleared on sessions whose signal is older than their user's snapshot
   (which ``facts.is_live`` already says are not live); intake keeps it so from now on, and
   the indexes on live sessions then hold only live ones.
@@ -40,6 +41,9 @@ def upgrade() -> None:
         " AND d.kind = receipt.kind AND d.message_id > receipt.message_id AND d.at <= receipt.at)"
     )
     op.drop_index("ix_receipt_conversation_id_message_id", table_name="receipt")
+    op.create_index(
+        "ix_receipt_conversation_id_reader_uid_kind_at", "receipt", ["conversation_id", "reader_uid", "kind", "at"]
+    )
     op.execute(
         "UPDATE user_session SET live = false WHERE live AND signal_key <"
         " (SELECT p.snapshot_key FROM user_presence AS p WHERE p.uid = user_session.uid)"
@@ -58,6 +62,7 @@ def _live_platform_index(where: str) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_receipt_conversation_id_reader_uid_kind_at", table_name="receipt")
     if op.get_bind().dialect.name == "sqlite":
         _live_platform_index("live")
     op.create_index("ix_receipt_conversation_id_message_id", "receipt", ["conversation_id", "message_id"])

@@ -66,9 +66,17 @@ class CompiledUpsert:
         if not self.names:
             raise ValueError("a statement without parameters has no rows to run with")
         # itemgetter of one name returns the value itself, not a tuple of it.
-        self._pick: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+        pick: Callable[[dict[str, Any]], tuple[Any, ...]] = (
             itemgetter(*self.names) if len(self.names) > 1 else _one(self.names[0])
         )
+        # The statement's own values (a subquery's LIMIT 1), bound like the rows' parameters.
+        required = {name for name, bind in compiled.binds.items() if bind.required}
+        own = {
+            name: value
+            for name, value in compiled.construct_params(dict.fromkeys(required)).items()
+            if name not in required and name in self.names
+        }
+        self._pick = pick if not own else (lambda row: pick({**own, **row}))
 
     def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
         pick = self._pick

@@ -156,6 +156,8 @@ class Receipt(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
         Index(None, "at"),
+        # A reader's steps by time: where the run of steps a new receipt dominates begins.
+        Index(None, "conversation_id", "reader_uid", "kind", "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(512), primary_key=True)

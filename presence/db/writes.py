@@ -19,6 +19,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Delete,
+    FromClause,
     Insert,
     Table,
     Update,
@@ -26,7 +27,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     false,
     func,
     insert,
@@ -200,7 +200,7 @@ def _message_upsert(dialect: Dialect) -> Insert:
     )
 
 
-def _same_reader(table: Table) -> ColumnElement[bool]:
+def _same_reader(table: FromClause) -> ColumnElement[bool]:
     """The rows of the reader, kind and conversation of the receipt bound as parameters."""
     return and_(
         table.c.conversation_id == bindparam("conversation_id"),
@@ -210,12 +210,26 @@ def _same_reader(table: Table) -> ColumnElement[bool]:
 
 
 def _receipt_prune() -> Delete:
-    """Delete the stored receipts that the new one dominates (``facts.dominates``), itself excepted."""
+    """Delete the stored receipts that the new one dominates (``facts.dominates``), itself excepted.
+
+    On a staircase they are one run of steps: from the first step at or after the new time (found
+    by the ``(…, at)`` index) up to the new message id. Bounding the scan by both ends touches only
+    the rows deleted; ``message_id <= new`` alone would read every earlier step of the reader.
+    """
     table = table_of(Receipt)
     new_id: BindParameter[int] = bindparam("message_id")
     new_at: BindParameter[Any] = bindparam("at")
+    first_later = table_of(Receipt).alias("first_later")
+    run_start = (
+        select(first_later.c.message_id)
+        .where(_same_reader(first_later), first_later.c.at >= new_at)
+        .order_by(first_later.c.at)
+        .limit(1)
+        .scalar_subquery()
+    )
     return delete(table).where(
         _same_reader(table),
+        table.c.message_id >= run_start,
         table.c.message_id <= new_id,
         table.c.at >= new_at,
         or_(table.c.message_id < new_id, table.c.at > new_at),
@@ -225,17 +239,26 @@ def _receipt_prune() -> Delete:
 def _receipt_insert(dialect: Dialect) -> Insert:
     """Insert the new receipt unless a stored one dominates it (``facts.join_receipt``).
 
-    Run after :func:`_receipt_prune`, under the lock of the reader's watermark row, no stored row
-    has its message id and a later time, so the conflict clause never acts; it keeps the statement
-    a join should that ever be untrue.
+    On a staircase the earliest receipt at or above the new message id is the first step there,
+    so only that step is read. Run after :func:`_receipt_prune`, under the lock of the reader's
+    watermark row, no stored row has the new message id and a later time, so the conflict clause
+    never acts; it keeps the statement a join should that ever be untrue.
     """
     table = table_of(Receipt)
     columns = ("conversation_id", "reader_uid", "kind", "message_id", "at")
     values = [bindparam(name, type_=table.c[name].type) for name in columns]
-    dominated = exists().where(
-        _same_reader(table), table.c.message_id >= bindparam("message_id"), table.c.at <= bindparam("at")
+    first_above = table_of(Receipt).alias("first_above")
+    earliest_above = (
+        select(first_above.c.at)
+        .where(_same_reader(first_above), first_above.c.message_id >= bindparam("message_id"))
+        .order_by(first_above.c.message_id)
+        .limit(1)
+        .scalar_subquery()
     )
-    statement = dialect.insert(table).from_select(columns, select(*values).where(~dominated))
+    dominated = earliest_above <= bindparam("at")
+    statement = dialect.insert(table).from_select(
+        columns, select(*values).where(or_(earliest_above.is_(None), ~dominated))
+    )
     row = table.c
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
