@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import bigdb, workload
+from bench import bigdb, histories, workload
 from bench.databases import Database, PostgresDatabase, SqliteDatabase, read_through
 from bench.measure import Bench, Subject
 from bench.progress import log
@@ -29,7 +29,7 @@ def write_paths(path: Path, paths: Sequence[str]) -> Path:
     return path
 
 
-ROWS = ("B1", "B2", "B3", "I1", "I2", "I3", "I4", "Q1", "Q2", "L1", "L2")
+ROWS = ("B1", "B2", "B3", "I1", "I2", "I3", "I4", "Q1", "Q2", "L1", "L2", "R1", "R2", "S1", "S2", "T1", "T2")
 
 
 def selected_rows(only: str | None) -> set[str]:
@@ -56,6 +56,7 @@ def plan(bench: Bench) -> list[Subject]:
     intake_db = planner.intake(base_post)
     planner.queries(intake_db, base_get)
     planner.latency(base_low)
+    planner.histories(base_low)
     return planner.subjects
 
 
@@ -170,6 +171,35 @@ class Planner:
                 _fixed(write_paths(bench.workdir / f"big-{users}.txt", paths)),
                 prepare=functools.partial(read_through, seeded.path),
             )
+
+    def histories(self, baseline: Row) -> None:
+        """One answer behind a short and a long history: receipts (R), presence (S), stats (T)."""
+        bench, args = self.bench, self.bench.args
+        small, big = args.small_history, args.big_history
+        cases = (
+            ("R", "GET /messages/1/receipts, {n:,} receipts of one reader", histories.seed_receipts, None),
+            ("S", "GET presence, {n:,} superseded sessions", histories.seed_superseded_sessions, None),
+            ("T", "GET /stats, {n:,} superseded sessions", histories.seed_superseded_sessions, "/stats"),
+        )
+        for letter, label, seed, path in cases:
+            for key, count in ((f"{letter}1", small), (f"{letter}2", big)):
+                database = SqliteDatabase(bench.workdir / f"history-{key}.db")
+                paths: list[str] = []
+                if key in self.wanted:
+                    migrate(database, bench.workdir)
+                    started = time.monotonic()
+                    paths = seed(database.path, count)
+                    elapsed = time.monotonic() - started
+                    log(f"{key}: wrote {count:,} events through the service's writer in {elapsed:.1f} s")
+                    if path is not None:
+                        paths = [path]
+                self.add(
+                    Row(key, label.format(n=count), "presence", args.latency_connections, baseline=baseline),
+                    functools.partial(bench.presence_server, key, database),
+                    "get",
+                    _fixed(write_paths(bench.workdir / f"history-{key}.txt", paths * 100)),
+                    prepare=functools.partial(read_through, database.path),
+                )
 
 
 def _fixed(path: Path) -> Callable[[], Path]:

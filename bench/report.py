@@ -32,6 +32,9 @@ INTAKE_P99_MS = 50.0
 POSTGRES_VS_BASELINE = 0.50
 QUERY_VS_BASELINE = 0.60
 BIG_VS_SMALL = 1.5
+#: Pairs of rows, small history and big, whose latency ratio is a target (bench/bigdb.py, bench/histories.py).
+HISTORY_PAIRS = (("L1", "L2"), ("R1", "R2"), ("S1", "S2"), ("T1", "T2"))
+SUBJECTS = {"L1": "GET presence", "R1": "GET receipts", "S1": "GET presence", "T1": "GET /stats"}
 PEAK_RSS_MB = 150.0
 #: Above this (percent of one core used by other processes during a row) the report flags the row as disturbed.
 NOISY_OTHERS_CPU = 25.0
@@ -214,20 +217,25 @@ def targets(rows: Sequence[Row]) -> list[Target]:
             above=True,
         ),
     ]
-    small, big = found.get("L1"), found.get("L2")
-    for percentile in ("p50", "p99"):
-        name = f"GET presence {percentile} at the big database ≤ {BIG_VS_SMALL:g}{TIMES} at the small one (L2 / L1)"
-        if small is None or big is None:
-            out.append(Target(name, "not measured", None))
-            continue
-        value, reference = getattr(big, f"{percentile}_ms"), getattr(small, f"{percentile}_ms")
-        out.append(
-            Target(
-                name,
-                f"{value:.2f} ms / {reference:.2f} ms = {value / reference:.2f}{TIMES}",
-                value / reference <= BIG_VS_SMALL,
+    for small_key, big_key in HISTORY_PAIRS:
+        small, big = found.get(small_key), found.get(big_key)
+        for percentile in ("p50", "p99"):
+            subject = SUBJECTS[small_key]
+            name = (
+                f"{subject} {percentile} with the big history ≤ {BIG_VS_SMALL:g}{TIMES} with the small one"
+                f" ({big_key} / {small_key})"
             )
-        )
+            if small is None or big is None:
+                out.append(Target(name, "not measured", None))
+                continue
+            value, reference = getattr(big, f"{percentile}_ms"), getattr(small, f"{percentile}_ms")
+            out.append(
+                Target(
+                    name,
+                    f"{value:.2f} ms / {reference:.2f} ms = {value / reference:.2f}{TIMES}",
+                    value / reference <= BIG_VS_SMALL,
+                )
+            )
     service_rss = [(row.peak_rss_mb, row.key) for row in rows if row.service and row.peak_rss_mb is not None]
     if service_rss:
         peak, where = max(service_rss)

@@ -66,6 +66,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-users", type=int, default=1_000, help="users in the small latency database")
     parser.add_argument("--big-users", type=int, default=1_000_000, help="users in the big latency database")
     parser.add_argument(
+        "--small-history", type=int, default=10, help="receipts or superseded sessions behind R1, S1, T1 (default 10)"
+    )
+    parser.add_argument(
+        "--big-history",
+        type=int,
+        default=100_000,
+        help="receipts or superseded sessions behind R2, S2, T2 (default 1e5)",
+    )
+    parser.add_argument(
         "--only", metavar="ROWS", help="measure only these rows, e.g. B2,Q1,Q2 (Q1 and Q2 bring I1, which fills them)"
     )
     parser.add_argument("--skip-postgres", action="store_true", help="no PostgreSQL rows")

@@ -94,6 +94,8 @@ class Settings:
     db_command_timeout: float = 5.0
     #: Longest one group commit may take before its requests are answered 503.
     commit_timeout: float = 5.0
+    #: Longest one query of the API may run on PostgreSQL before it is cancelled and answered 503; 0: no limit.
+    query_timeout: float = 5.0
     log_format: LogFormat = "text"
     log_level: str = "INFO"
     #: How far ahead of its arrival an event's own times may be; further is 400.
@@ -153,6 +155,7 @@ class Settings:
             db_connect_timeout=reader.number("DB_CONNECT_TIMEOUT", defaults.db_connect_timeout),
             db_command_timeout=reader.number("DB_COMMAND_TIMEOUT", defaults.db_command_timeout),
             commit_timeout=reader.number("COMMIT_TIMEOUT", defaults.commit_timeout),
+            query_timeout=reader.number("QUERY_TIMEOUT", defaults.query_timeout, zero=True),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
             max_clock_skew=reader.duration("MAX_CLOCK_SKEW", defaults.max_clock_skew),

@@ -153,8 +153,8 @@ async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None
     )
     for n in range(receipts):
         reader = f"reader-{n:05d}"
-        changes.receipts[(CONVERSATION, reader, "read", 2 + n)] = ReceiptFact(
-            CONVERSATION, reader, "read", 2 + n, 2000 + n, received_at_ms=3000
+        changes.receipts[(CONVERSATION, reader, "read")] = (
+            ReceiptFact(CONVERSATION, reader, "read", 2 + n, 2000 + n, received_at_ms=3000),
         )
     async with engine.begin() as connection:
         await Writer(engine.dialect).apply(connection, changes)

@@ -22,6 +22,7 @@ from presence.core.facts import (
     MessageFact,
     ReceiptFact,
     SessionFact,
+    Staircase,
     UserFact,
     WatermarkFact,
     changes_of,
@@ -31,6 +32,7 @@ from presence.core.facts import (
     join_message,
     join_receipt,
     join_session,
+    join_staircases,
     join_user,
     join_watermark,
 )
@@ -158,9 +160,23 @@ def test_join_message_is_a_semilattice(a: MessageFact, b: MessageFact, c: Messag
     _assert_semilattice(join_message, a, b, c)
 
 
-@given(receipt_facts, receipt_facts, receipt_facts)
-def test_join_receipt_is_a_semilattice(a: ReceiptFact, b: ReceiptFact, c: ReceiptFact) -> None:
-    _assert_semilattice(join_receipt, a, b, c)
+#: The receipts of one (conversation, reader, kind): message ids, times and receptions tie.
+reader_receipts = st.builds(lambda r, at: facts_of_receipt(r, at)[1], receipts, received).map(
+    lambda fact: ReceiptFact("c1", fact.reader, "delivered", fact.message_id, fact.at_ms, fact.received_at_ms)
+)
+staircases = st.lists(reader_receipts, max_size=4).map(lambda facts: join_staircases((), tuple(facts)))
+
+
+@given(staircases, staircases, staircases)
+def test_join_staircases_is_a_semilattice(a: Staircase, b: Staircase, c: Staircase) -> None:
+    """The receipts no other dominates, of any union of receipts: whatever the order they came in."""
+    _assert_semilattice(join_staircases, a, b, c)
+
+
+@given(receipt_facts, receipt_facts)
+def test_of_one_message_the_earlier_receipt_is_kept(a: ReceiptFact, b: ReceiptFact) -> None:
+    (kept,) = join_receipt((a,), b)
+    assert (kept.at_ms, kept.received_at_ms) == min((a.at_ms, a.received_at_ms), (b.at_ms, b.received_at_ms))
 
 
 @given(watermark_facts, watermark_facts, watermark_facts)

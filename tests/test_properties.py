@@ -10,6 +10,7 @@ commit mixes them into shared transactions.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,18 +23,20 @@ from presence.core.facts import (
     changes_of,
     is_live,
     join_message,
-    join_receipt,
     join_session,
+    join_staircases,
     join_user,
     join_watermark,
     order_key,
+    receipt_at,
 )
-from presence.core.times import format_instant, ms_to_datetime
+from presence.core.times import datetime_to_ms, format_instant, ms_to_datetime
 from presence.http.app import create_app
 from tests.support.api import Api, make_settings
 from tests.support.databases import Databases
 from tests.support.histories import History, deliveries, histories
-from tests.support.oracle import expected_presence, expected_receipts, expected_watermarks
+from tests.support.oracle import expected_presence, expected_receipts, expected_watermarks, non_dominated_receipts
+from tests.support.state import dump
 
 #: When the first delivery arrived (each later one a millisecond later).
 RECEIVED_MS = 1_800_000_000_000
@@ -58,9 +61,16 @@ def _merge(into: Changes, batch: Changes) -> None:
         into.watermarks[watermark_key] = (
             watermark if current_watermark is None else join_watermark(current_watermark, watermark)
         )
-    for receipt_key, receipt in batch.receipts.items():
-        current_receipt = into.receipts.get(receipt_key)
-        into.receipts[receipt_key] = receipt if current_receipt is None else join_receipt(current_receipt, receipt)
+    for receipt_key, stairs in batch.receipts.items():
+        into.receipts[receipt_key] = join_staircases(into.receipts.get(receipt_key, ()), stairs)
+
+
+def _stored_receipts(state: Changes) -> set[tuple[str, str, str, int, int]]:
+    return {
+        (step.conversation_id, step.reader, step.kind, step.message_id, step.at_ms)
+        for stairs in state.receipts.values()
+        for step in stairs
+    }
 
 
 def _presence_answers(state: Changes) -> dict[str, dict[str, Any]]:
@@ -89,14 +99,16 @@ def _presence_answers(state: Changes) -> dict[str, dict[str, Any]]:
 def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
     answers = {}
     for message_id, message in state.messages.items():
+        # Only the first step of each staircase at or above the message is asked: a wrong pruning shows.
         by_reader: dict[str, dict[str, int | None]] = {}
-        for r in state.receipts.values():
-            if r.conversation_id != message.conversation_id or r.message_id < message_id or r.reader == message.sender:
+        for (conversation_id, reader, kind), stairs in state.receipts.items():
+            at = receipt_at(stairs, message_id)
+            if conversation_id != message.conversation_id or reader == message.sender or at is None:
                 continue
-            times = by_reader.setdefault(r.reader, {"delivered": None, "read": None})
-            for kind in ("delivered", "read") if r.kind == "read" else ("delivered",):
-                current = times[kind]
-                times[kind] = r.at_ms if current is None else min(current, r.at_ms)
+            times = by_reader.setdefault(reader, {"delivered": None, "read": None})
+            for implied in ("delivered", "read") if kind == "read" else ("delivered",):
+                current = times[implied]
+                times[implied] = at if current is None else min(current, at)
         rows = [
             {"uid": uid, "delivered_at": _iso(t["delivered"]), "read_at": _iso(t["read"])}
             for uid, t in sorted(by_reader.items())
@@ -147,6 +159,10 @@ def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
         )
 
     assert _presence_answers(state) == expected_presence(history.bodies)
+    assert _stored_receipts(state) == non_dominated_receipts(history.bodies)
+    for stairs in state.receipts.values():
+        steps = [(step.message_id, step.at_ms) for step in stairs]
+        assert all(a < c and b < d for (a, b), (c, d) in itertools.pairwise(steps)), steps
     assert _receipt_answers(state) == expected_receipts(history.bodies)
     assert _watermark_answers(state) == expected_watermarks(history.bodies)
 
@@ -165,7 +181,8 @@ async def _answers(databases: Databases, waves: list[list[dict[str, Any]]], hist
             for conversation in history.conversation_ids:
                 response = await api.get(f"/conversations/{conversation}/receipts")
                 watermarks[conversation] = None if response.status == 404 else await response.json()
-            return presence, receipts, watermarks
+        kept = {(c, r, k, m, datetime_to_ms(at)) for c, r, k, m, at, _received in (await dump(url))["receipt"]}
+        return presence, receipts, watermarks, kept
     finally:
         await databases.drop(url)
 
@@ -210,6 +227,8 @@ async def test_http_any_order_any_repetition_gives_the_in_order_answer(
         {uid: presence.get(uid) for uid in history.uids},
         {message_id: receipts.get(message_id) for message_id in history.message_ids},
         {conversation: watermarks.get(conversation) for conversation in history.conversation_ids},
+        # The rows kept are exactly the receipts no other dominates: a wrong pruning shows here too.
+        non_dominated_receipts(history.bodies),
     )
     assert in_order == expected
     assert disordered == expected

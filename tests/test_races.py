@@ -145,3 +145,51 @@ async def test_a_writer_blocked_on_a_row_lock_keeps_the_newer_event(
         for engine in (first, second, observer):
             await engine.dispose()
         await postgres_databases.drop(url)
+
+
+async def _receipt_rows(engine: AsyncEngine) -> list[tuple[str, int]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT kind, message_id FROM receipt ORDER BY kind, message_id"))
+        return [(row.kind, row.message_id) for row in rows]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dominating_first", [True, False])
+async def test_receipts_that_dominate_each_other_in_concurrent_transactions_leave_one_staircase(
+    postgres_databases: Databases, dominating_first: bool
+) -> None:
+    """PostgreSQL: a receipt committed while another that dominates it (or that it dominates) is in flight.
+
+    The second transaction waits for the first's lock on the reader's watermark row before it reads
+    the reader's receipts, so the dominated one never survives (docs/design.md, "Receipts").
+    """
+    url = await postgres_databases.fresh()
+    first, second, observer = (create_engine(make_settings(url)) for _ in range(3))
+    try:
+        base_s = BASE_MS // 1000
+        message = payloads.message(5, "reader_user_writer", "writer", receiver="reader")
+        await _apply(observer, [message])
+        # Message 7 read before message 5 was: the receipt for 7 dominates the one for 5.
+        dominated = payloads.receipt(
+            "read", 5, reader="reader", message_sender="writer", at=base_s + 10, receiver="writer"
+        )
+        dominating = payloads.receipt(
+            "read", 7, reader="reader", message_sender="writer", at=base_s + 8, receiver="writer"
+        )
+        early, late = (dominating, dominated) if dominating_first else (dominated, dominating)
+        writer = Writer(first.dialect)
+        async with first.begin() as holder:
+            await writer.apply(holder, changes_of([(parse_event(early), RECEIVED_MS)]))
+            blocked = asyncio.create_task(_apply(second, [late]))
+            await _wait_until_blocked(observer)
+            assert not blocked.done()
+        await blocked
+        assert await _receipt_rows(observer) == [("read", 7)]
+        async with observer.connect() as connection:
+            answer = await reads.receipts_of(connection, 5)
+        assert answer is not None
+        assert msgspec.to_builtins(receipts_answer(answer)) == expected_receipts([message, early, late])["5"]
+    finally:
+        for engine in (first, second, observer):
+            await engine.dispose()
+        await postgres_databases.drop(url)

@@ -122,7 +122,7 @@ class WatermarkFact:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptFact:
-    """The earliest time a reader marked a message (and so every earlier one) delivered or read."""
+    """A reader marked a message (and so every earlier one) delivered or read at ``at_ms``."""
 
     conversation_id: str
     reader: str
@@ -168,8 +168,48 @@ def join_watermark(a: WatermarkFact, b: WatermarkFact) -> WatermarkFact:
     return a if (a.message_id, -a.at_ms, -a.received_at_ms) >= (b.message_id, -b.at_ms, -b.received_at_ms) else b
 
 
-def join_receipt(a: ReceiptFact, b: ReceiptFact) -> ReceiptFact:
-    return a if (a.at_ms, a.received_at_ms) <= (b.at_ms, b.received_at_ms) else b
+#: One reader's receipts of one kind in one conversation that no other receipt dominates, by message id.
+#: Along it message ids and times both strictly increase.
+Staircase = tuple[ReceiptFact, ...]
+
+
+def dominates(a: ReceiptFact, b: ReceiptFact) -> bool:
+    """Whether ``a`` makes ``b`` useless: it covers at least the same messages, no later.
+
+    A receipt is a watermark, so the time asked of message M is the earliest receipt at or above M
+    (:func:`receipt_at`); ``b`` can never be that answer while ``a`` is there. Every receipt dominates
+    itself. Of two receipts of the same message at the same time (a redelivery), the one received
+    first dominates, so the set kept never depends on arrival order. ``presence.db.writes`` states
+    the same condition in SQL.
+    """
+    if (a.message_id, a.at_ms) == (b.message_id, b.at_ms):
+        return a.received_at_ms <= b.received_at_ms
+    return a.message_id >= b.message_id and a.at_ms <= b.at_ms
+
+
+def join_receipt(stairs: Staircase, fact: ReceiptFact) -> Staircase:
+    """The receipts of ``stairs`` and ``fact`` that nothing dominates: the join of receipts.
+
+    The non-dominated points of a set do not depend on the order the set was built in or on
+    repetition, so this is commutative, associative and idempotent like every other join.
+    """
+    if any(dominates(kept, fact) for kept in stairs):
+        return stairs
+    kept = [step for step in stairs if not dominates(fact, step)]
+    kept.append(fact)
+    kept.sort(key=lambda step: step.message_id)
+    return tuple(kept)
+
+
+def join_staircases(a: Staircase, b: Staircase) -> Staircase:
+    for fact in b:
+        a = join_receipt(a, fact)
+    return a
+
+
+def receipt_at(stairs: Staircase, message_id: int) -> int | None:
+    """The earliest time in ``stairs`` at or above ``message_id``: the first step there (times increase)."""
+    return next((step.at_ms for step in stairs if step.message_id >= message_id), None)
 
 
 def is_live(session_live: bool, signal_key: bytes, snapshot_key: bytes) -> bool:
@@ -262,7 +302,8 @@ class Changes:
     users: dict[str, UserFact] = field(default_factory=dict)
     sessions: dict[tuple[str, str], SessionFact] = field(default_factory=dict)
     messages: dict[int, MessageFact] = field(default_factory=dict)
-    receipts: dict[tuple[str, str, str, int], ReceiptFact] = field(default_factory=dict)
+    #: Per (conversation, reader, kind): the receipts no other dominates.
+    receipts: dict[tuple[str, str, str], Staircase] = field(default_factory=dict)
     watermarks: dict[tuple[str, str, str], WatermarkFact] = field(default_factory=dict)
 
     def add(self, event: Event, received_at_ms: int) -> None:
@@ -297,9 +338,8 @@ class Changes:
         self.messages[fact.message_id] = fact if current is None else join_message(current, fact)
 
     def _add_receipt(self, fact: ReceiptFact) -> None:
-        key = (fact.conversation_id, fact.reader, fact.kind, fact.message_id)
-        current = self.receipts.get(key)
-        self.receipts[key] = fact if current is None else join_receipt(current, fact)
+        key = (fact.conversation_id, fact.reader, fact.kind)
+        self.receipts[key] = join_receipt(self.receipts.get(key, ()), fact)
 
     def _add_watermark(self, fact: WatermarkFact) -> None:
         key = (fact.conversation_id, fact.reader, fact.kind)

@@ -22,7 +22,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ClauseElement, Dialect, Insert, Select
+from sqlalchemy import ClauseElement, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -53,20 +53,38 @@ class Statement:
 
 
 class CompiledUpsert:
-    """An upsert compiled once for a dialect: SQLAlchemy builds the SQL, never each row's parameters."""
+    """A write (an upsert, a guarded delete or update) compiled once for a dialect: SQLAlchemy builds
+    the SQL, never each row's parameters."""
 
-    def __init__(self, statement: Insert, dialect: Dialect, columns: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, statement: Insert | Delete | Update, dialect: Dialect, columns: Sequence[str] | None = None
+    ) -> None:
         compiled, names = compile_positional(statement, dialect, columns)
         self.sql = str(compiled)
         #: Column names in the order of the SQL's placeholders.
         self.names = names
-        if len(self.names) < 2:
-            raise ValueError("a statement of one column would not get tuples from itemgetter")
-        self._pick = itemgetter(*self.names)
+        if not self.names:
+            raise ValueError("a statement without parameters has no rows to run with")
+        # itemgetter of one name returns the value itself, not a tuple of it.
+        pick: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*self.names) if len(self.names) > 1 else _one(self.names[0])
+        )
+        # The statement's own values (a subquery's LIMIT 1), bound like the rows' parameters.
+        required = {name for name, bind in compiled.binds.items() if bind.required}
+        own = {
+            name: value
+            for name, value in compiled.construct_params(dict.fromkeys(required)).items()
+            if name not in required and name in self.names
+        }
+        self._pick = pick if not own else (lambda row: pick({**own, **row}))
 
     def rows(self, values: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
         pick = self._pick
         return [pick(row) for row in values]
+
+
+def _one(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    return lambda row: (row[name],)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
@@ -18,24 +18,48 @@ from presence.settings import Settings
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+#: What an engine is for. ``queries``: the query API's, each statement bounded by
+#: ``query_timeout``. ``intake``: the group committer's (and migrations' and retention's), a pool
+#: of its own so that no number of slow queries can hold a webhook. ``general``: a command's.
+EngineRole = Literal["general", "queries", "intake"]
+
+
+def create_engine(settings: Settings, *, role: EngineRole = "general") -> AsyncEngine:
     options: dict[str, Any] = {}
     if settings.database_url.startswith("postgresql"):
+        connect_args: dict[str, Any] = {
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": settings.db_command_timeout,
+        }
+        if role == "queries" and settings.query_timeout > 0:
+            # The server cancels a query past it (SQLSTATE 57014, an unavailable database to
+            # presence.db.failures: 503), time waiting for a lock included, and frees its connection.
+            connect_args["server_settings"] = {"statement_timeout": str(max(1, round(settings.query_timeout * 1000)))}
+        pool_size, overflow = settings.db_pool_size, settings.db_max_overflow
+        if role == "intake":
+            # One connection per commit in flight, and one for retention's batches.
+            pool_size, overflow = settings.commit_concurrency + 1, 0
         # A pooled connection may have died with the server: check it before use, so the
         # service recovers from an outage by itself. A local SQLite file needs no such check, and
         # the check is a round trip per request (measured in docs/benchmarks.md, "Figures kept out of the code").
         options.update(
             pool_pre_ping=True,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            pool_size=pool_size,
+            max_overflow=overflow,
             pool_timeout=settings.db_pool_timeout,
             pool_recycle=settings.db_pool_recycle,
-            connect_args={"timeout": settings.db_connect_timeout, "command_timeout": settings.db_command_timeout},
+            connect_args=connect_args,
         )
     engine = create_async_engine(settings.database_url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, settings.sqlite_synchronous)
     return engine
+
+
+def needs_own_intake_engine(settings: Settings) -> bool:
+    """Whether intake gets an engine of its own: on PostgreSQL. SQLite's commits have a writer
+    thread of their own already, and an in-memory database is only seen by its one engine."""
+    return settings.database_url.startswith("postgresql")
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:

@@ -113,12 +113,13 @@ class UserSession(Base):
     __tablename__ = "user_session"
     __table_args__ = (
         Index(None, "uid", "live"),
-        # Live sessions by platform: the /users?platform= pages and /stats.
+        # Live sessions by platform: the /users?platform= pages and /stats. SQLite uses a partial
+        # index only for a query term that matches its WHERE, and SQLAlchemy says "live = 1" there.
         Index(
             "ix_user_session_live_platform_uid",
             "platform",
             "uid",
-            sqlite_where=text("live"),
+            sqlite_where=text("live = 1"),
             postgresql_where=text("live"),
         ),
     )
@@ -150,12 +151,16 @@ class Message(Base):
 
 
 class Receipt(Base):
-    """The earliest time a reader marked a message of a conversation delivered or read."""
+    """A receipt no other of its reader, kind and conversation dominates; see ``facts.join_receipt``.
+
+    Per reader, kind and conversation the rows form a staircase: message ids and times both increase.
+    """
 
     __tablename__ = "receipt"
     __table_args__ = (
-        Index(None, "conversation_id", "message_id"),
         CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+        # A reader's steps by time: where the run of steps a new receipt dominates begins.
+        Index(None, "conversation_id", "reader_uid", "kind", "at"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)

@@ -2,7 +2,9 @@
 
 Liveness is ``presence.core.facts.is_live`` in SQL (:data:`_LIVE`): a session
 is live when its newest signal says so and is not older than its user's newest
-snapshot.
+snapshot. The writer also clears the ``live`` flag of superseded sessions
+(``presence.db.writes``), so the rows with ``live`` set, and the indexes on
+them, hold only live sessions; the check here stays the definition.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from presence.db.models import Instant, Message, Receipt, ReceiptWatermark, UserPresence, UserSession
+from presence.db.models import Instant, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
 
-_LIVE = and_(UserSession.live.is_(True), UserSession.signal_key >= UserPresence.snapshot_key)
+_LIVE = and_(UserSession.live == true(), UserSession.signal_key >= UserPresence.snapshot_key)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -201,6 +203,8 @@ async def sessions_of(
     for row in await connection.execute(query):
         superseded = row.signal_key < snapshot_key
         live = row.live and not superseded
+        # A signal that ended the session carries its time, one that left it live carries none: so a
+        # superseded session without one was ended by a snapshot, whether or not its flag was cleared yet.
         records.append(
             SessionRecord(
                 session_id=row.session_id,
@@ -209,45 +213,98 @@ async def sessions_of(
                 connected_at=row.connected_at,
                 live=live,
                 disconnected_at=None if live else row.disconnected_at,
-                ended_by_snapshot=row.live and superseded,
+                ended_by_snapshot=superseded and row.disconnected_at is None,
             )
         )
     return SessionHistory(snapshot_key=snapshot_key, sessions=tuple(records))
 
 
-#: A message and, for each reader but its sender, the earliest receipt at or above it in its
-#: conversation (contract §4): one query; a message without receipts has one row with a NULL reader.
+def _message_conversation() -> Any:
+    return select(Message.conversation_id).where(Message.id == bindparam("message_id")).scalar_subquery()
+
+
+def _readers_of_the_message_conversation() -> Any:
+    """The distinct readers of the message's conversation, one index seek each (a "skip scan").
+
+    Neither backend skips through an index by itself: each step asks for the first reader after
+    the previous one, and the last step yields ``NULL``.
+    """
+    receipt = table_of(Receipt).alias("first_reader")
+    first = (
+        select(receipt.c.reader_uid)
+        .where(receipt.c.conversation_id == _message_conversation())
+        .order_by(receipt.c.reader_uid)
+        .limit(1)
+        .scalar_subquery()
+    )
+    readers = select(first.label("uid")).cte("readers", recursive=True)
+    later = table_of(Receipt).alias("next_reader")
+    following = (
+        select(later.c.reader_uid)
+        .where(later.c.conversation_id == _message_conversation(), later.c.reader_uid > readers.c.uid)
+        .order_by(later.c.reader_uid)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return readers.union_all(select(following).where(readers.c.uid.is_not(None)))
+
+
+def _first_receipt_at(kind: str, reader: Any) -> Any:
+    """The reader's first receipt of ``kind`` at or above the message: on a staircase, the earliest."""
+    receipt = table_of(Receipt).alias(f"first_{kind}")
+    return (
+        select(receipt.c.at)
+        .where(
+            receipt.c.conversation_id == Message.conversation_id,
+            receipt.c.reader_uid == reader,
+            receipt.c.kind == kind,
+            receipt.c.message_id >= Message.id,
+        )
+        .order_by(receipt.c.message_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+_READERS = _readers_of_the_message_conversation()
+#: A message and, for each reader of its conversation but its sender, the first delivery and read
+#: receipt at or above it: one query, two index seeks a reader (contract §4; the receipts of a reader
+#: form a staircase, docs/design.md). A message without readers has one row with a NULL reader; a
+#: reader with no receipt at or above the message has NULL times (:func:`receipts_from_rows` drops it).
 RECEIPTS_OF = (
     select(
         Message.conversation_id,
         Message.sender,
-        Receipt.reader_uid,
-        func.min(Receipt.at).label("delivered_at"),
-        func.min(case((Receipt.kind == "read", Receipt.at))).label("read_at"),
+        _READERS.c.uid,
+        _first_receipt_at("delivered", _READERS.c.uid).label("delivered_at"),
+        _first_receipt_at("read", _READERS.c.uid).label("read_at"),
     )
+    .select_from(Message)
     .outerjoin(
-        Receipt,
-        and_(
-            Receipt.conversation_id == Message.conversation_id,
-            Receipt.message_id >= Message.id,
-            or_(Message.sender.is_(None), Receipt.reader_uid != Message.sender),
-        ),
+        _READERS,
+        and_(_READERS.c.uid.is_not(None), or_(Message.sender.is_(None), _READERS.c.uid != Message.sender)),
     )
     .where(Message.id == bindparam("message_id"))
-    .group_by(Message.conversation_id, Message.sender, Receipt.reader_uid)
-    .order_by(Receipt.reader_uid)
 )
 
 
 def receipts_from_rows(message_id: int, rows: Iterable[Sequence[Any]]) -> MessageReceipts | None:
-    """A message's receipts from rows of :data:`RECEIPTS_OF`'s columns; ``None`` without rows."""
+    """A message's receipts from rows of :data:`RECEIPTS_OF`'s columns; ``None`` without rows.
+
+    Reading implies delivery: ``delivered_at`` is the earlier of the two.
+    """
     found: MessageReceipts | None = None
     receipts: list[ReaderReceipt] = []
     for conversation_id, sender, reader_uid, delivered_at, read_at in rows:
         if found is None:
             found = MessageReceipts(message_id, conversation_id, sender, ())
-        if reader_uid is not None:
-            receipts.append(ReaderReceipt(uid=reader_uid, delivered_at=delivered_at, read_at=read_at))
+        if reader_uid is None or (delivered_at is None and read_at is None):
+            continue
+        delivered = (
+            delivered_at if read_at is None or (delivered_at is not None and delivered_at < read_at) else read_at
+        )
+        receipts.append(ReaderReceipt(uid=reader_uid, delivered_at=delivered, read_at=read_at))
+    receipts.sort(key=lambda receipt: receipt.uid)
     return None if found is None else replace(found, receipts=tuple(receipts))
 
 
@@ -286,6 +343,13 @@ async def watermarks_of(connection: AsyncConnection, conversation_id: str) -> li
     return result
 
 
+#: Live sessions by platform, driven by the partial index of live sessions (``/stats``).
+CONNECTIONS_BY_PLATFORM = (
+    select(UserSession.platform, func.count().label("sessions"))
+    .join(UserPresence, UserPresence.uid == UserSession.uid)
+    .where(_LIVE)
+    .group_by(UserSession.platform)
+)
 _USERS_ONLINE = select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
 
 
@@ -297,11 +361,6 @@ async def users_online(connection: AsyncConnection) -> int:
 
 async def stats(connection: AsyncConnection) -> Stats:
     online = await users_online(connection)
-    by_platform = await connection.execute(
-        select(UserSession.platform, func.count().label("sessions"))
-        .join(UserPresence, UserPresence.uid == UserSession.uid)
-        .where(_LIVE)
-        .group_by(UserSession.platform)
-    )
+    by_platform = await connection.execute(CONNECTIONS_BY_PLATFORM)
     counts: dict[str | None, int] = {row.platform: row.sessions for row in by_platform}
     return Stats(users_online=online, connections=sum(counts.values()), connections_by_platform=counts)

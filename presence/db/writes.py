@@ -15,7 +15,26 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, and_, case, func, insert, or_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Delete,
+    FromClause,
+    Insert,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,8 +93,12 @@ class Writer:
         self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
         self._user = CompiledUpsert(_user_upsert(backend, table(UserPresence)), dialect)
         self._session = CompiledUpsert(_session_upsert(backend, table(UserSession)), dialect)
+        self._superseded = CompiledUpsert(
+            _superseded_sessions_cleared(table(UserSession), table(UserPresence)), dialect
+        )
         self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect)
-        self._receipt = CompiledUpsert(_receipt_upsert(backend, table(Receipt)), dialect)
+        self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
+        self._receipt = CompiledUpsert(_receipt_insert(backend, table(Receipt)), dialect)
         self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
@@ -97,15 +120,22 @@ class Writer:
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
             statements.append(self._of(self._session, (_session_row(f, instant, optional) for f in sessions)))
+        if changes.users:
+            # After the sessions: a late signal older than the stored snapshot is cleared as well.
+            statements.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
         if changes.messages:
             messages = (changes.messages[k] for k in sorted(changes.messages))
             statements.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
-        if changes.receipts:
-            receipts = (changes.receipts[k] for k in sorted(changes.receipts))
-            statements.append(self._of(self._receipt, (_mark_row(f, instant) for f in receipts)))
         if changes.watermarks:
+            # Before the receipts: the watermark row's lock serializes every writer of its reader's receipts.
             watermarks = (changes.watermarks[k] for k in sorted(changes.watermarks))
             statements.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
+        if changes.receipts:
+            # The batch's staircases hold no receipt that dominates another, so all the deletes can go
+            # before all the inserts (docs/design.md, "Receipts").
+            receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
+            statements.append(self._of(self._receipt_prune, receipts))
+            statements.append(self._of(self._receipt, receipts))
         return statements
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
@@ -158,6 +188,21 @@ def _session_upsert(dialect: Dialect, table: Table) -> Insert:
     )
 
 
+def _superseded_sessions_cleared(session: Table, user: Table) -> Update:
+    """Clear ``live`` on the user's sessions whose newest signal is older than the user's snapshot.
+
+    ``facts.is_live`` already says they are not live; clearing the flag keeps the live rows (and
+    the indexes on them) to the live sessions. Snapshot keys only grow and a session's flag is only
+    set again by a newer signal, so this is idempotent and monotone (docs/design.md).
+    """
+    snapshot = select(user.c.snapshot_key).where(user.c.uid == bindparam("uid")).scalar_subquery()
+    return (
+        update(session)
+        .where(session.c.uid == bindparam("uid"), session.c.live == true(), session.c.signal_key < snapshot)
+        .values(live=false())
+    )
+
+
 def _message_upsert(dialect: Dialect, table: Table) -> Insert:
     row = table.c
     statement = dialect.insert(table)
@@ -183,14 +228,72 @@ def _message_upsert(dialect: Dialect, table: Table) -> Insert:
     )
 
 
-def _receipt_upsert(dialect: Dialect, table: Table) -> Insert:
+def _same_reader(table: FromClause) -> ColumnElement[bool]:
+    """The rows of the reader, kind and conversation of the receipt bound as parameters."""
+    return and_(
+        table.c.conversation_id == bindparam("conversation_id"),
+        table.c.reader_uid == bindparam("reader_uid"),
+        table.c.kind == bindparam("kind"),
+    )
+
+
+def _receipt_prune(table: Table) -> Delete:
+    """Delete the stored receipts that the new one dominates (``facts.dominates``), itself excepted.
+
+    On a staircase they are one run of steps: from the first step at or after the new time (found
+    by the ``(…, at)`` index) up to the new message id. Bounding the scan by both ends touches only
+    the rows deleted; ``message_id <= new`` alone would read every earlier step of the reader.
+    """
+    new_id: BindParameter[int] = bindparam("message_id")
+    new_at: BindParameter[Any] = bindparam("at")
+    first_later = table.alias("first_later")
+    run_start = (
+        select(first_later.c.message_id)
+        .where(_same_reader(first_later), first_later.c.at >= new_at)
+        .order_by(first_later.c.at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return delete(table).where(
+        _same_reader(table),
+        table.c.message_id >= run_start,
+        table.c.message_id <= new_id,
+        table.c.at >= new_at,
+        # Itself excepted; but the same receipt received later is dominated by its first reception.
+        or_(table.c.message_id < new_id, table.c.at > new_at, table.c.received_at > bindparam("received_at")),
+    )
+
+
+def _receipt_insert(dialect: Dialect, table: Table) -> Insert:
+    """Insert the new receipt unless a stored one dominates it (``facts.join_receipt``).
+
+    On a staircase the earliest receipt at or above the new message id is the first step there,
+    so only that step is read. Run after :func:`_receipt_prune`, under the lock of the reader's
+    watermark row, no stored row has the new message id and a later time, so the conflict clause
+    never acts; it keeps the statement a join should that ever be untrue.
+    """
+    columns = ("conversation_id", "reader_uid", "kind", "message_id", "at", "received_at")
+    values = [bindparam(name, type_=table.c[name].type) for name in columns]
+    first_above = table.alias("first_above")
+    earliest_above = (
+        select(first_above.c.at)
+        .where(_same_reader(first_above), first_above.c.message_id >= bindparam("message_id"))
+        .order_by(first_above.c.message_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    dominated = earliest_above <= bindparam("at")
+    statement = dialect.insert(table).from_select(
+        columns, select(*values).where(or_(earliest_above.is_(None), ~dominated))
+    )
     row = table.c
-    statement = dialect.insert(table)
-    new = statement.excluded
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
-        set_={"at": new.at, "received_at": new.received_at},
-        where=or_(new.at < row.at, and_(new.at == row.at, new.received_at < row.received_at)),
+        set_={"at": statement.excluded.at, "received_at": statement.excluded.received_at},
+        where=or_(
+            statement.excluded.at < row.at,
+            and_(statement.excluded.at == row.at, statement.excluded.received_at < row.received_at),
+        ),
     )
 
 

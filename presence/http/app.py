@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from presence.db.engine import create_engine
+from presence.db.engine import create_engine, needs_own_intake_engine
 from presence.db.inline import Lookups
 from presence.db.schema import head_revision, upgrade
 from presence.http import api, ops
@@ -23,7 +23,7 @@ from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, LOOKUPS, METRICS, SETTINGS
+from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, INTAKE_ENGINE, LOOKUPS, METRICS, SETTINGS
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.jobs import retention
@@ -67,17 +67,27 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
 
 
 def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The engine (the schema migrated first, when asked), disposed of last."""
+    """The engines (the schema migrated first, when asked), disposed of last.
+
+    On PostgreSQL intake has a pool of its own: queries may take every connection of theirs
+    (each bounded by ``PRESENCE_QUERY_TIMEOUT``) and a webhook still commits at once.
+    """
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        engine = create_engine(app[SETTINGS])
+        settings = app[SETTINGS]
+        own_intake = needs_own_intake_engine(settings)
+        engine = create_engine(settings, role="queries" if own_intake else "general")
+        intake = create_engine(settings, role="intake") if own_intake else engine
         try:
             if migrate:
-                await upgrade(engine)
+                await upgrade(intake)  # never under the queries' statement timeout
                 log.info("schema is at the newest revision")
             app[ENGINE] = engine
+            app[INTAKE_ENGINE] = intake
             yield
         finally:
+            if intake is not engine:
+                await intake.dispose()
             await engine.dispose()
 
     return database
@@ -85,7 +95,7 @@ def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[Non
 
 async def _committer(app: web.Application) -> AsyncIterator[None]:
     """Group commit for ``/hook``: what is queued when the app stops is committed, or answered 503."""
-    committer = Committer.for_settings(app[ENGINE], app[SETTINGS], app[METRICS])
+    committer = Committer.for_settings(app[INTAKE_ENGINE], app[SETTINGS], app[METRICS])
     await committer.start()
     app[COMMITTER] = committer
     try:
@@ -107,7 +117,7 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     """Retention passes in the background; stopping lets the batch in progress commit, never cancels a query."""
     stop = asyncio.Event()
     passes = asyncio.create_task(
-        retention.run_forever(app[ENGINE], app[SETTINGS], app[METRICS], stop), name="presence-retention"
+        retention.run_forever(app[INTAKE_ENGINE], app[SETTINGS], app[METRICS], stop), name="presence-retention"
     )
     try:
         yield

@@ -11,7 +11,11 @@ from presence.metrics import Metrics
 from presence.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
+#: The query API's engine: its statements are bounded by ``PRESENCE_QUERY_TIMEOUT``.
 ENGINE = web.AppKey("engine", AsyncEngine)
+#: Intake's (and migrations' and retention's) engine: on PostgreSQL a pool of its own, so that
+#: queries never hold a webhook; on SQLite the same engine as :data:`ENGINE`.
+INTAKE_ENGINE = web.AppKey("intake_engine", AsyncEngine)
 COMMITTER = web.AppKey("committer", Committer)
 #: The point lookups of ``GET /users/{uid}/presence`` and ``GET /messages/{id}/receipts``.
 LOOKUPS = web.AppKey("lookups", Lookups)

@@ -122,3 +122,27 @@ def expected_watermarks(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...
             readers.append(row)
         answers[conversation] = {"conversation_id": conversation, "readers": readers}
     return answers
+
+
+def non_dominated_receipts(
+    bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+) -> set[tuple[str, str, str, int, int]]:
+    """Every receipt (conversation, reader, kind, message id, time in ms) that no other makes useless.
+
+    Another receipt of the same reader, kind and conversation makes it useless when it covers at least
+    the same messages (a message id at or above) no later: for every message, the earliest receipt at
+    or above it is then never this one. Computed over all receipts, by the definition.
+    """
+    receipts = {
+        (e.conversation_id, e.reader, e.kind, e.message_id, e.at_ms)
+        for e in map(parse_event, bodies)
+        if isinstance(e, ReceiptMarked)
+    }
+    return {
+        mine
+        for mine in receipts
+        if not any(
+            other != mine and other[:3] == mine[:3] and other[3] >= mine[3] and other[4] <= mine[4]
+            for other in receipts
+        )
+    }
