@@ -244,6 +244,53 @@ async def test_a_body_that_is_not_one_json_object_with_a_trigger_is_400(
     assert await dump(database_url) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(b"", "the body is empty", id="empty"),
+        pytest.param(b" \r\n\t", "the body is empty", id="only whitespace"),
+        pytest.param(
+            b'{\n  "trigger": "after_message",\n}',
+            "the body is not valid JSON: trailing comma is not allowed at line 2, column 29 (byte 30)",
+            id="trailing comma",
+        ),
+        pytest.param(
+            '{"uid": "élise", x}'.encode(),
+            "the body is not valid JSON: unexpected character, expected a string key at line 1, column 18 (byte 18)",
+            id="after a two-byte character: the column counts characters, the byte offset bytes",
+        ),
+        pytest.param(
+            b'{"trigger": "after_message",\n "data": "\xff\xfe"}',
+            "the body is not valid UTF-8 at line 2, column 11 (byte 39)",
+            id="invalid UTF-8",
+        ),
+    ],
+)
+async def test_invalid_json_says_where_the_body_breaks(seeded: Api, body: bytes, message: str) -> None:
+    """§2: ``invalid_json`` names the line, column and byte where parsing stopped, or says the body is empty."""
+    payload = await assert_error(await seeded.post_hook(body), 400, "invalid_json")
+
+    assert payload["error"]["message"] == message
+
+
+async def test_a_documented_sample_posted_verbatim_is_refused_at_its_trailing_comma(
+    seeded: Api, database_url: str
+) -> None:
+    """§2: CometChat's documented ``after_message`` sample carries a trailing comma; posted as
+    documented, it is 400 ``invalid_json`` pointing at that comma, and nothing changes."""
+    before = await dump(database_url)
+    comma_line = samples.AFTER_MESSAGE_AS_DOCUMENTED.splitlines()[36]
+    assert comma_line.rstrip().endswith(b"1586435925,")  # line 37, column 32: the comma itself
+    assert len(comma_line) == 32
+
+    payload = await assert_error(await seeded.post_hook(samples.AFTER_MESSAGE_AS_DOCUMENTED), 400, "invalid_json")
+
+    assert payload["error"]["message"] == (
+        "the body is not valid JSON: trailing comma is not allowed at line 37, column 32 (byte 1329)"
+    )
+    assert await dump(database_url) == before
+
+
 @pytest.mark.parametrize(("body", "code"), INVALID_EVENTS)
 async def test_a_known_trigger_with_a_missing_or_mistyped_field_is_400(
     seeded: Api, database_url: str, body: dict[str, Any], code: str

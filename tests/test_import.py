@@ -466,7 +466,8 @@ async def test_import_command_lists_the_first_rejected_lines_and_counts_the_rest
     assert result.returncode == 1, result
     assert "1 accepted, 0 ignored, 25 rejected" in result.stdout
     reported = [line for line in result.stderr.splitlines() if line.startswith("line ")]
-    assert reported == [f"line {n}: invalid_json: the body is not valid JSON in UTF-8" for n in range(2, 22)]
+    message = "the body is not valid JSON: unexpected character, expected a string key at line 1, column 2 (byte 1)"
+    assert reported == [f"line {n}: invalid_json: {message}" for n in range(2, 22)]
     assert "... and 5 more rejected lines" in result.stderr.splitlines()
 
 

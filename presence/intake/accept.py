@@ -54,8 +54,8 @@ def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_
     """
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise Rejected("invalid_json", "the body is not valid JSON in UTF-8") from None
+    except orjson.JSONDecodeError as error:
+        raise not_json(raw, error) from None
     if not isinstance(body, dict):
         raise Rejected("invalid_body", "the body must be a JSON object")
     trigger = body.get("trigger") if isinstance(body.get("trigger"), str) else None
@@ -70,6 +70,27 @@ def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_
         raise Rejected("invalid_body", str(error), trigger) from None
     inbox = InboxRow(received_at=received_at, trigger=body["trigger"], body=orjson.dumps(kept).decode())
     return Accepted(event, inbox, received_at_ms)
+
+
+def not_json(raw: bytes, error: orjson.JSONDecodeError) -> Rejected:
+    """``invalid_json`` saying where the body breaks, so that the sender can find the place.
+
+    orjson counts in characters; the byte offset is added for those who look at the raw bytes.
+    Its position for bytes that are not UTF-8 is always the start, so that case is located here.
+    """
+    if not raw.strip(b" \t\r\n"):
+        return Rejected("invalid_json", "the body is empty")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as bad:
+        before = raw[: bad.start]
+        line, line_start = before.count(b"\n") + 1, before.rfind(b"\n") + 1
+        column = len(before[line_start:].decode()) + 1
+        where = f"line {line}, column {column} (byte {bad.start})"
+        return Rejected("invalid_json", f"the body is not valid UTF-8 at {where}")
+    byte = len(text[: error.pos].encode(errors="surrogatepass"))
+    where = f"line {error.lineno}, column {error.colno} (byte {byte})"
+    return Rejected("invalid_json", f"the body is not valid JSON: {error.msg} at {where}")
 
 
 def outcome(accepted: Accepted) -> Literal["accepted", "ignored"]:

@@ -122,3 +122,49 @@ CONNECTION_STATUS_CHANGED: dict[str, Any] = {
         ],
     },
 }
+
+
+#: The ``after_message`` sample exactly as documented, trailing comma (line 37) and trailing blank
+#: (``\x20``, line 6) included: what a sender who copies the documentation posts.
+AFTER_MESSAGE_AS_DOCUMENTED: bytes = b"""{
+    "trigger": "after_message",
+    "data": {
+        "id": "1",
+        "conversationId": "cometchat-uid-4_user_cometchat-uid-5",
+        "sender": "cometchat-uid-5",
+        "receiverType": "user",\x20
+        "receiver": "cometchat-uid-4",
+        "category": "message",
+        "type": "text",
+        "data": {
+            "text": "Hi Webhook Test",
+            "entities": {
+                "sender": {
+                    "entity": {
+                        "uid": "cometchat-uid-5",
+                        "name": "John Paul",
+                        "avatar": "https://assets.cometchat.io/sampleapp/v2/users/cometchat-uid-5.webp",
+                        "status": "offline",
+                        "role": "default"
+                    },
+                    "entityType": "user"
+                },
+                "receiver": {
+                    "entity": {
+                        "uid": "cometchat-uid-4",
+                        "name": "Susan Marie",
+                        "avatar": "https://assets.cometchat.io/sampleapp/v2/users/cometchat-uid-4.webp",
+                        "status": "offline",
+                        "role": "default"
+                    },
+                    "entityType": "user"
+                }
+            }
+        },
+        "sentAt": 1586435925,
+        "updatedAt": 1586435925,
+    },
+    "appId": "167*****1529",
+    "webhook": "send-message"
+}
+"""
