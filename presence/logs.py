@@ -30,6 +30,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(log_format: LogFormat, level: str) -> None:
+    """One handler on the root logger, in the chosen format.
+
+    ``level`` is this service's own (the ``presence`` loggers). Libraries log at ``INFO`` and
+    above only, even at ``DEBUG``: aiosqlite logs every statement there, and those
+    lines would bury the service's own.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -37,6 +43,7 @@ def configure_logging(log_format: LogFormat, level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(max(logging.getLevelNamesMapping()[level], logging.INFO))
+    logging.getLogger("presence").setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the outcome ourselves

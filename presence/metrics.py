@@ -21,9 +21,12 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._event_children: dict[tuple[str, str], Counter] = {}
+        #: Webhooks answered since start, whatever their outcome (for the shutdown line).
+        self.webhooks = 0
         self.events = Counter(
             "presence_events",
-            "Webhook events received, by trigger and outcome (accepted, ignored, rejected, unauthorized, unavailable).",
+            "Webhook events received, by trigger and outcome"
+            " (accepted, ignored, rejected, unauthorized, unavailable, error).",
             ["trigger", "outcome"],
             registry=self.registry,
         )
@@ -70,6 +73,7 @@ class Metrics:
         )
 
     def count_event(self, trigger: str | None, outcome: str) -> None:
+        self.webhooks += 1
         label = trigger if trigger in KNOWN_TRIGGERS else OTHER_TRIGGER
         # labels() looks the child up under a lock on every call; the set of children is small and fixed.
         child = self._event_children.get((label, outcome))

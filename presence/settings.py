@@ -98,6 +98,8 @@ class Settings:
     query_timeout: float = 5.0
     log_format: LogFormat = "text"
     log_level: str = "INFO"
+    #: One ``INFO`` line per webhook: trigger, outcome, status, latency, and the error of a refusal.
+    hook_access_log: bool = True
     #: How far ahead of its arrival an event's own times may be; further is 400.
     max_clock_skew: timedelta = timedelta(hours=1)
     #: Inbox rows older than this are deleted in the background.
@@ -158,6 +160,7 @@ class Settings:
             query_timeout=reader.number("QUERY_TIMEOUT", defaults.query_timeout, zero=True),
             log_format=reader.choice("LOG_FORMAT", defaults.log_format, ("text", "json")),
             log_level=reader.choice("LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            hook_access_log=reader.choice("HOOK_ACCESS_LOG", "true", ("true", "false")) == "true",
             max_clock_skew=reader.duration("MAX_CLOCK_SKEW", defaults.max_clock_skew),
             inbox_retention=reader.duration("INBOX_RETENTION", defaults.inbox_retention),
             receipt_retention=reader.duration("RECEIPT_RETENTION", defaults.receipt_retention),

@@ -8,6 +8,7 @@ once against an empty database: one migrates, the others wait and find it done.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -44,11 +45,33 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What :func:`upgrade` did: the revision it found (``None``: an empty database) and the one it left."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before == self.after:
+            return f"schema is current at revision {self.after}"
+        if self.before is None:
+            return f"created the schema at revision {self.after}"
+        return f"upgraded the schema from revision {self.before} to {self.after}"
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> Migration:
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+        return await connection.run_sync(lambda sync: _upgrade(sync, revision))
+
+
+def _upgrade(connection: Connection, revision: str) -> Migration:
+    # Read under the lock, in the migration's transaction: what this process found, not a neighbour.
+    before = MigrationContext.configure(connection).get_current_revision()
+    command.upgrade(alembic_config(connection), revision)
+    return Migration(before, MigrationContext.configure(connection).get_current_revision())
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:

@@ -78,13 +78,18 @@ def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[Non
         own_intake = needs_own_intake_engine(settings)
         engine = create_engine(settings, role="queries" if own_intake else "general")
         intake = create_engine(settings, role="intake") if own_intake else engine
+        database = engine.url.render_as_string(hide_password=True)
         try:
             if migrate:
-                await upgrade(intake)  # never under the queries' statement timeout
-                log.info("schema is at the newest revision")
+                migration = await upgrade(intake)  # never under the queries' statement timeout
+                log.info("database %s: %s", database, migration.describe(), extra={"database": database})
+            else:
+                log.info("database %s: not migrated (--no-migrate)", database, extra={"database": database})
             app[ENGINE] = engine
             app[INTAKE_ENGINE] = intake
             yield
+            webhooks = app[METRICS].webhooks
+            log.info("stopped after %d webhooks", webhooks, extra={"webhooks": webhooks})
         finally:
             if intake is not engine:
                 await intake.dispose()

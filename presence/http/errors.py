@@ -37,6 +37,10 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+
+
 def error_response(error: ApiError) -> web.Response:
     body = Error(error=ErrorDetail(code=error.code, message=error.message))
     return json_answer(body, status=error.status, headers=error.headers)
@@ -49,8 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as error:
         return error_response(error)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_body_bytes
-        return error_response(ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes"))
+        return error_response(too_large(request.app[SETTINGS].max_body_bytes))
     except web.HTTPException as error:
         if error.status < 400:
             raise
