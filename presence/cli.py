@@ -1,4 +1,9 @@
-"""The ``presence`` command: ``serve``, ``migrate``, ``import``, ``rebuild``."""
+"""The ``presence`` command: ``serve``, ``migrate``, ``import``, ``rebuild``.
+
+Every failure to start is one line on stderr naming what to fix, and an exit code of
+its own (the README's *Commands*): 2 for a bad setting, flag or file, 3 for a database
+that cannot be reached or used.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import logging
 import os
 import ssl
@@ -16,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from aiohttp import web
+from sqlalchemy.engine import make_url
 from tqdm import tqdm  # type: ignore[import-untyped]
 from tqdm.contrib.logging import logging_redirect_tqdm  # type: ignore[import-untyped]
 
@@ -29,12 +36,15 @@ from presence.intake.importer import Progress as ImportProgress
 from presence.jobs.rebuild import Progress as RebuildProgress
 from presence.jobs.rebuild import RebuildSummary, RebuildWouldLose, rebuild
 from presence.logs import configure_logging
-from presence.settings import FLAG_SETTINGS, Settings, SettingsError
+from presence.settings import DEFAULT_DATABASE_URL, FLAG_SETTINGS, Settings, SettingsError, unknown_variables
 
 log = logging.getLogger("presence")
 
-#: Exit codes beyond 0 (success) and 2 (bad usage, setting or file).
+#: Exit codes beyond 0 (success); each is documented in the README's *Commands*.
 EXIT_REJECTED = 1
+#: A bad setting, flag or file (argparse's own code for bad usage).
+EXIT_BAD_SETTING = 2
+#: The database cannot be reached or used.
 EXIT_UNAVAILABLE = 3
 #: rebuild refused: it would have lost state (nothing changed).
 EXIT_REFUSED = 4
@@ -51,17 +61,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(os.environ, flags)
     except SettingsError as error:
         print(f"presence: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_SETTING
     configure_logging(settings.log_format, settings.log_level)
+    for warning in unknown_variables(os.environ):
+        log.warning("%s", warning)
+    database = _DatabaseNamed(settings, "--database-url" if args.database_url else "PRESENCE_DATABASE_URL")
     if args.command == "serve":
-        return _serve(settings, args)
+        return _serve(settings, args, database)
     if args.command == "migrate":
-        asyncio.run(_migrate(settings))
+        try:
+            asyncio.run(_migrate(settings))
+        except Exception as error:
+            return database.failed(error)
         print("presence: the schema is at the newest revision", file=sys.stderr)
         return 0
     if args.command == "import":
-        return _import(settings, args.file)
-    return _rebuild(settings, accept_loss=args.accept_loss)
+        return _import(settings, args.file, database)
+    return _rebuild(settings, database, accept_loss=args.accept_loss)
+
+
+class _DatabaseNamed:
+    """The database as the operator named it, for the one line that says it cannot be used."""
+
+    def __init__(self, settings: Settings, source: str) -> None:
+        self._url = make_url(settings.database_url)
+        self._source = source
+
+    def failed(self, error: Exception) -> int:
+        """Print why the database cannot be used and return :data:`EXIT_UNAVAILABLE`; re-raise a bug."""
+        if classify(error) is None:
+            raise error
+        shown = self._url.render_as_string(hide_password=True)
+        reason = " ".join(describe(error).split())  # one line, whatever the driver said
+        hint = ""
+        if self._url.get_backend_name() == "sqlite" and self._url.database and self._url.database != ":memory:":
+            directory = os.path.dirname(os.path.abspath(self._url.database))
+            if not os.path.isdir(directory):
+                hint = f" (the directory {directory} does not exist)"
+        print(f"presence: cannot use the database of {self._source} ({shown}): {reason}{hint}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 def _quiet_aiosqlite_shutdown(args: threading.ExceptHookArgs) -> None:
@@ -81,25 +119,71 @@ def _quiet_aiosqlite_shutdown(args: threading.ExceptHookArgs) -> None:
     threading.__excepthook__(args)
 
 
+_DESCRIPTION = (
+    "Keep the presence of CometChat users and the delivery and read receipts of their messages, from"
+    " CometChat's webhooks (POST /hook), and answer questions about them over HTTP. Settings are PRESENCE_*"
+    " environment variables (the README's Settings); flags override them."
+)
+_DATABASE_HELP = (
+    f"The database: PRESENCE_DATABASE_URL or --database-url, by default {DEFAULT_DATABASE_URL}"
+    " (presence.db in the working directory)."
+)
+_EXIT_CODES = "Exit codes: 0 done; 2 a bad setting, flag or file; 3 the database cannot be reached or used."
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="presence", description=__doc__)
+    parser = argparse.ArgumentParser(prog="presence", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"presence {importlib.metadata.version('presence')}")
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"SQLAlchemy async URL (PRESENCE_DATABASE_URL, default {DEFAULT_DATABASE_URL})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="receive CometChat webhooks and answer the query API")
+    serve = commands.add_parser(
+        "serve",
+        parents=[database],
+        help="receive CometChat webhooks and answer the query API",
+        description="Receive CometChat webhooks on POST /hook and answer the query API, after bringing the"
+        " schema to the newest revision. Needs PRESENCE_HOOK_USERNAME, PRESENCE_HOOK_PASSWORD and"
+        " PRESENCE_API_TOKENS (or --insecure). " + _DATABASE_HELP,
+        epilog=_EXIT_CODES,
+    )
     serve.add_argument("--host", help="address to listen on (PRESENCE_HOST, default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (PRESENCE_PORT, default 8080)")
-    serve.add_argument("--database-url", help="SQLAlchemy async URL (PRESENCE_DATABASE_URL)")
     serve.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (PRESENCE_TLS_CERT)")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert (PRESENCE_TLS_KEY)")
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before listening")
     serve.add_argument(
         "--insecure", action="store_true", help="start without hook credentials or API tokens (development only)"
     )
-    commands.add_parser("migrate", help="bring the schema to the newest revision and exit")
+    commands.add_parser(
+        "migrate",
+        parents=[database],
+        help="bring the schema to the newest revision and exit",
+        description="Bring the schema to the newest revision and exit. " + _DATABASE_HELP,
+        epilog=_EXIT_CODES,
+    )
     importer = commands.add_parser(
-        "import", help="feed a JSON-lines file of webhook bodies through the path /hook takes, and summarise"
+        "import",
+        parents=[database],
+        help="feed a JSON-lines file of webhook bodies through the path /hook takes, and summarise",
+        description="Feed a JSON-lines file of webhook bodies through the path POST /hook takes (the schema"
+        " is migrated first), and print how many lines were accepted, ignored and rejected. " + _DATABASE_HELP,
+        epilog="Exit codes: 0 every line accepted or ignored; 1 some lines rejected; 2 a bad setting or flag, or"
+        " FILE cannot be read; 3 the database cannot be reached or used.",
     )
     importer.add_argument("file", metavar="FILE", help="one webhook body a line; - for standard input")
-    rebuilder = commands.add_parser("rebuild", help="derive all state again from the checkpoint and the inbox")
+    rebuilder = commands.add_parser(
+        "rebuild",
+        parents=[database],
+        help="derive all state again from the checkpoint and the inbox",
+        description="Derive all state again from the checkpoint and the inbox (the schema is migrated"
+        " first). " + _DATABASE_HELP,
+        epilog="Exit codes: 0 rebuilt; 2 a bad setting or flag; 3 the database cannot be reached or used;"
+        " 4 refused, it would lose state (nothing changed).",
+    )
     rebuilder.add_argument(
         "--accept-loss",
         action="store_true",
@@ -108,14 +192,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace, database: _DatabaseNamed) -> int:
     missing = settings.missing_credentials()
     if missing and not args.insecure:
         print(
             f"presence: refusing to start without {', '.join(missing)} (set them, or pass --insecure for development)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_BAD_SETTING
     if missing:
         log.warning(
             "INSECURE: started with --insecure and without %s: anyone who can reach this port can %s",
@@ -123,17 +207,51 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             "post webhooks and read presence",
         )
     ssl_context = None
-    if settings.tls_cert is not None:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    if settings.tls_cert is not None and settings.tls_key is not None:
         try:
-            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-        except (OSError, ssl.SSLError) as error:
-            print(f"presence: cannot load the TLS certificate or key: {error}", file=sys.stderr)
-            return 2
+            ssl_context = _tls_context(settings.tls_cert, settings.tls_key)
+        except _TlsFileError as error:
+            print(f"presence: {error}", file=sys.stderr)
+            return EXIT_BAD_SETTING
     app = create_app(settings, migrate=not args.no_migrate)
     app.on_startup.append(_freeze_startup_objects)
-    serving.run(app, settings, ssl_context=ssl_context)
+    try:
+        serving.run(app, settings, ssl_context=ssl_context)
+    except serving.ListenError as error:
+        print(f"presence: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    except Exception as error:
+        return database.failed(error)
     return 0
+
+
+class _TlsFileError(Exception):
+    """A certificate or key ``serve`` cannot use; the message names which file, and the flag and variable."""
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server's TLS context, or a :class:`_TlsFileError` that says which of the two files is wrong."""
+    cert_named = f"the TLS certificate --tls-cert/PRESENCE_TLS_CERT {cert}"
+    key_named = f"the TLS key --tls-key/PRESENCE_TLS_KEY {key}"
+    for path, named in ((cert, cert_named), (key, key_named)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise _TlsFileError(f"cannot read {named}: {error.strerror or error}") from None
+    try:
+        ssl.create_default_context(cafile=cert)  # only certificates: whether the chain file holds any
+    except ssl.SSLError as error:
+        raise _TlsFileError(f"{cert_named} is not a PEM certificate chain ({error.reason})") from None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # No password prompt on the terminal: an encrypted key fails like any other unusable one.
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as error:
+        raise _TlsFileError(
+            f"{key_named} is not an unencrypted PEM private key of the certificate {cert} ({error.reason})"
+        ) from None
+    return context
 
 
 async def _freeze_startup_objects(_app: web.Application) -> None:
@@ -154,13 +272,13 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-def _import(settings: Settings, path: str) -> int:
+def _import(settings: Settings, path: str, database: _DatabaseNamed) -> int:
     name = "standard input" if path == "-" else path
     try:
         source: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
         print(f"presence: cannot read {path}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_SETTING
     report = _Rejections(settings)
     try:
         with _progress_bar("importing", total=_size_of(source), unit="B", unit_scale=True, unit_divisor=1024) as bar:
@@ -174,10 +292,7 @@ def _import(settings: Settings, path: str) -> int:
         print(f"presence: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except Exception as error:
-        if classify(error) is None:
-            raise
-        print(f"presence: cannot use the database: {describe(error)}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return database.failed(error)
     except KeyboardInterrupt:
         print("presence: import interrupted; importing the same file again is safe", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -241,7 +356,7 @@ def _size_of(source: IO[bytes]) -> int | None:
     return status.st_size if stat.S_ISREG(status.st_mode) else None
 
 
-def _rebuild(settings: Settings, *, accept_loss: bool) -> int:
+def _rebuild(settings: Settings, database: _DatabaseNamed, *, accept_loss: bool) -> int:
     try:
         with _progress_bar("rebuilding", total=None, unit=" events") as bar:
 
@@ -255,10 +370,7 @@ def _rebuild(settings: Settings, *, accept_loss: bool) -> int:
         print(f"presence: {error}", file=sys.stderr)
         return EXIT_REFUSED
     except Exception as error:
-        if classify(error) is None:
-            raise
-        print(f"presence: cannot use the database: {describe(error)}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return database.failed(error)
     except KeyboardInterrupt:
         print("presence: rebuild interrupted; its transaction was rolled back, nothing changed", file=sys.stderr)
         return EXIT_INTERRUPTED

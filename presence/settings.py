@@ -9,17 +9,25 @@ no log line or traceback can show one.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final, Literal, TypeVar
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PREFIX: Final = "PRESENCE_"
 DEFAULT_DATABASE_URL: Final = "sqlite+aiosqlite:///presence.db"
 #: The settings ``serve`` also takes as flags: ``--host`` overrides ``PRESENCE_HOST``, and so on.
+#: Every command that touches the database takes ``--database-url``.
 FLAG_SETTINGS: Final = ("DATABASE_URL", "HOST", "PORT", "TLS_CERT", "TLS_KEY")
+#: The async drivers the service runs on, by backend: the URL must name one (``sqlite://`` alone
+#: would load the blocking ``pysqlite``, ``postgresql://`` alone ``psycopg``, which is not installed).
+DRIVERS: Final = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 
 def flag_of(name: str) -> str:
@@ -129,13 +137,19 @@ class Settings:
             raise SettingsError(
                 "--tls-cert and --tls-key go together (PRESENCE_TLS_CERT and PRESENCE_TLS_KEY): give both or neither"
             )
+        username = reader.text("HOOK_USERNAME")
+        if username is not None and ":" in username:
+            raise SettingsError(
+                f"{reader.name('HOOK_USERNAME')} must not contain ':' (Basic Auth splits the username from"
+                " the password at the first one, so no request could ever match it)"
+            )
         return cls(
-            database_url=reader.text("DATABASE_URL") or defaults.database_url,
+            database_url=reader.database_url("DATABASE_URL", defaults.database_url),
             host=reader.text("HOST") or defaults.host,
             port=reader.integer("PORT", defaults.port, minimum=0, maximum=65535),
             tls_cert=tls_cert,
             tls_key=tls_key,
-            hook_username=reader.text("HOOK_USERNAME"),
+            hook_username=username,
             hook_password=Secret(password) if password else None,
             api_tokens=tuple(Secret(t) for t in reader.csv("API_TOKENS")),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
@@ -188,6 +202,26 @@ class Settings:
         return missing
 
 
+def known_variables() -> frozenset[str]:
+    """Every ``PRESENCE_*`` variable the service reads: one a field of :class:`Settings`, named after it."""
+    return frozenset(PREFIX + item.name.upper() for item in dataclasses.fields(Settings))
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """One warning line for each ``PRESENCE_*`` variable in ``names`` that no setting reads
+    (a typo is otherwise silently ignored), with the known name it is closest to, if any."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(names):
+        if not name.startswith(PREFIX) or name in known:
+            continue
+        # Compared without the prefix, which every name shares and which would make all of them close.
+        close = difflib.get_close_matches(name.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], n=1)
+        hint = f" (did you mean {PREFIX}{close[0]}?)" if close else ""
+        warnings.append(f"{name} is not a setting of presence and is ignored{hint}")
+    return warnings
+
+
 class _Reader:
     def __init__(self, environ: Mapping[str, str], flags: Mapping[str, str]) -> None:
         self._environ = environ
@@ -200,6 +234,26 @@ class _Reader:
     def text(self, name: str) -> str | None:
         value = self._flags[name] if name in self._flags else self._environ.get(PREFIX + name, "")
         return value.strip() or None
+
+    def database_url(self, name: str, default: str) -> str:
+        """An SQLAlchemy URL naming one of :data:`DRIVERS`; the message never quotes it (it may hold a password)."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        expected = " or ".join(f"{backend}+{driver}://" for backend, driver in DRIVERS.items())
+        try:
+            url = make_url(raw)
+        except (ArgumentError, ValueError):
+            raise SettingsError(f"{self.name(name)} is not a database URL: expected {expected}…") from None
+        backend = url.get_backend_name()
+        if backend not in DRIVERS:
+            raise SettingsError(f"{self.name(name)}: {backend} is not supported: expected {expected}…")
+        driver = DRIVERS[backend]
+        if url.drivername != f"{backend}+{driver}":
+            raise SettingsError(
+                f"{self.name(name)} must name the {driver} driver: {backend}+{driver}://…, not {url.drivername}://…"
+            )
+        return raw
 
     def csv(self, name: str) -> list[str]:
         return [item.strip() for item in (self.text(name) or "").split(",") if item.strip()]

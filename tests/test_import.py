@@ -487,7 +487,7 @@ async def test_import_command_fails_with_one_line_without_a_file_or_a_database(t
     assert not (tmp_path / "x.db").exists()
     assert away.returncode == 3, away
     [line] = away.stderr.strip().splitlines()
-    assert line.startswith("presence: cannot use the database: ")
+    assert line.startswith("presence: cannot use the database of PRESENCE_DATABASE_URL (")
     assert away.stdout == ""
 
 

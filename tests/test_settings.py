@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from presence.settings import Settings, SettingsError
+from presence.settings import Settings, SettingsError, known_variables, unknown_variables
 
 
 def test_a_flag_overrides_its_variable_and_an_absent_flag_does_not() -> None:
@@ -44,3 +44,18 @@ def test_a_certificate_and_its_key_go_together(environ: dict[str, str], flags: d
 def test_a_certificate_from_the_environment_and_its_key_from_a_flag_pair_up() -> None:
     settings = Settings.from_env({"PRESENCE_TLS_CERT": "cert.pem"}, {"TLS_KEY": "key.pem"})
     assert (settings.tls_cert, settings.tls_key) == ("cert.pem", "key.pem")
+
+
+def test_the_known_variables_are_exactly_the_ones_read() -> None:
+    """One list of names: every variable ``from_env`` asks for is known, and nothing else is."""
+
+    asked: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: object = None) -> str:
+            asked.add(key)
+            return ""
+
+    Settings.from_env(Recording())
+    assert asked == known_variables()
+    assert unknown_variables([*known_variables(), "PATH"]) == []

@@ -135,17 +135,26 @@ async def test_one_tls_flag_without_the_other_fails_with_one_line(
 
 
 async def test_an_unreadable_certificate_fails_with_one_line(certificate: Certificate, tmp_path: Path) -> None:
-    """§1: a certificate file that is missing, or a key that is not a key, is one line, not a traceback."""
+    """§1: a certificate file that is missing or not a certificate, or a key that is not a key, is one
+    line naming that file (and its flag), not a traceback."""
     database = tmp_path / "never.db"
     environment = presence_environment(f"sqlite+aiosqlite:///{database}")
     not_a_key = tmp_path / "not-a-key.pem"
     not_a_key.write_text("not a key\n")
-    for cert, key in ((tmp_path / "missing.pem", certificate.key), (certificate.cert, not_a_key)):
+    missing = tmp_path / "missing.pem"
+    cases = (
+        (missing, certificate.key, "--tls-cert", missing),
+        (certificate.cert, missing, "--tls-key", missing),
+        (not_a_key, certificate.key, "--tls-cert", not_a_key),
+        (certificate.cert, not_a_key, "--tls-key", not_a_key),
+        (certificate.key, certificate.key, "--tls-cert", certificate.key),  # a key where the chain goes
+    )
+    for cert, key, flag, named in cases:
         result = await run_presence(
             ["serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key)], environment, tmp_path
         )
         assert result.returncode == 2, result
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
-        assert "cannot load the TLS certificate or key" in lines[0]
+        assert f"{flag}/PRESENCE_TLS_{flag[6:].upper()} {named}" in lines[0], (cert, key, lines[0])
     assert not database.exists()

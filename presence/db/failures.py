@@ -12,7 +12,11 @@ with exit code 3):
   refused, a timeout, a locked, read-only or full SQLite file); retry later.
 
 Anything else (a ``ProgrammingError``: SQL that does not fit the schema) is not
-the database failing but a bug, and is left to propagate.
+the database failing but a bug, and is left to propagate. One such error is read
+apart (:func:`is_schema_missing`): a table or column the code needs is not there,
+which on a schema at the newest revision cannot happen (the tests run on it), so
+it means the schema is behind the code (``serve --no-migrate`` before ``presence
+migrate`` has run): the query API answers ``503 not_ready`` until it has.
 
 Errors come wrapped by SQLAlchemy (``DBAPIError``, the driver's error in ``orig``),
 but not always: what fails while SQLAlchemy sets up a new connection (asyncpg's
@@ -86,6 +90,24 @@ def _classify_driver_error(state: str, *, bug: bool) -> Failure | None:
 _SQLITE_FILE_FAILURES = frozenset(
     {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN}
 )
+
+
+#: undefined_table and undefined_column, and SQLite's words for them.
+SCHEMA_MISSING_SQLSTATES = frozenset({"42P01", "42703"})
+
+
+def is_schema_missing(error: BaseException) -> bool:
+    """Whether ``error`` says a table or column the code uses does not exist: the schema is behind."""
+    if isinstance(error, exc.DBAPIError):
+        if sqlstate(error) in SCHEMA_MISSING_SQLSTATES:
+            return True
+        return error.orig is not None and is_schema_missing(error.orig)
+    if isinstance(error, asyncpg.PostgresError):
+        return error.sqlstate in SCHEMA_MISSING_SQLSTATES
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error)
+        return message.startswith(("no such table", "no such column")) or " has no column named " in message
+    return False
 
 
 def needs_new_connection(error: BaseException) -> bool:

@@ -33,6 +33,8 @@ MAX_UIDS_PER_REQUEST: Final = 500
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 STATUSES: Final = ("online", "offline")
+#: Most characters of a caller's id an error message quotes: a path may carry one of any length.
+QUOTED_LENGTH: Final = 64
 
 _T = TypeVar("_T")
 
@@ -43,7 +45,7 @@ async def get_presence(request: web.Request) -> web.Response:
     if is_storable_id(uid):
         presence = await request.app[LOOKUPS].presence(uid)
     if presence is None:
-        raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
+        raise ApiError(404, "not_found", f"no connection event has been seen for user {quoted(uid)}")
     return json_answer(presence_answer(presence))
 
 
@@ -93,7 +95,7 @@ async def get_sessions(request: web.Request) -> web.Response:
         async with request.app[ENGINE].connect() as connection:
             history = await reads.sessions_of(connection, uid, before=before, limit=limit + 1)
     if history is None:
-        raise ApiError(404, "not_found", f"no connection event has been seen for user {uid!r}")
+        raise ApiError(404, "not_found", f"no connection event has been seen for user {quoted(uid)}")
     sessions = sessions_answer(history)
     page, more = sessions[:limit], len(sessions) > limit
     next_cursor = None
@@ -111,7 +113,7 @@ async def get_message_receipts(request: web.Request) -> web.Response:
     if message_id is not None:
         message = await request.app[LOOKUPS].receipts(message_id)
     if message is None:
-        raise ApiError(404, "not_found", f"no message or receipt has named message {raw_id!r}")
+        raise ApiError(404, "not_found", f"no message or receipt has named message {quoted(raw_id)}")
     return json_answer(receipts_answer(message))
 
 
@@ -123,13 +125,18 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
         async with request.app[ENGINE].connect() as connection:
             readers = await reads.watermarks_of(connection, conversation_id)
     if readers is None:
-        raise ApiError(404, "not_found", f"no message or receipt has named conversation {conversation_id!r}")
+        raise ApiError(404, "not_found", f"no message or receipt has named conversation {quoted(conversation_id)}")
     return json_answer(watermarks_answer(conversation_id, readers))
 
 
 async def get_stats(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as connection:
         return json_answer(stats_answer(await reads.stats(connection)))
+
+
+def quoted(value: str) -> str:
+    """``value`` as an error message quotes it: ``repr``, cut to :data:`QUOTED_LENGTH` characters with ``…``."""
+    return repr(value) if len(value) <= QUOTED_LENGTH else repr(value[:QUOTED_LENGTH]) + "…"
 
 
 def _bad_parameter(name: str, problem: str) -> ApiError:
@@ -143,7 +150,7 @@ def _optional(request: web.Request, name: str, parse: Callable[[str], _T]) -> _T
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise _bad_parameter(name, f"expected one of {', '.join(allowed)}, got {value!r}")
+        raise _bad_parameter(name, f"expected one of {', '.join(allowed)}, got {quoted(value)}")
     return value
 
 
@@ -158,7 +165,7 @@ def _limit(request: web.Request) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise _bad_parameter("limit", f"expected a whole number from 1 to {MAX_LIMIT}, got {raw!r}")
+        raise _bad_parameter("limit", f"expected a whole number from 1 to {MAX_LIMIT}, got {quoted(raw)}")
     return int(raw)
 
 

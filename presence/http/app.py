@@ -14,10 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.engine import create_engine, needs_own_intake_engine
+from presence.db.failures import classify, describe
 from presence.db.inline import Lookups
-from presence.db.schema import head_revision, upgrade
+from presence.db.schema import current_revision, head_revision, upgrade
 from presence.http import api, ops
 from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
@@ -85,6 +87,7 @@ def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[Non
                 log.info("database %s: %s", database, migration.describe(), extra={"database": database})
             else:
                 log.info("database %s: not migrated (--no-migrate)", database, extra={"database": database})
+                await _warn_if_schema_behind(intake, app[HEAD_REVISION])
             app[ENGINE] = engine
             app[INTAKE_ENGINE] = intake
             yield
@@ -96,6 +99,27 @@ def _database(*, migrate: bool) -> Callable[[web.Application], AsyncIterator[Non
             await engine.dispose()
 
     return database
+
+
+async def _warn_if_schema_behind(engine: AsyncEngine, head: str) -> None:
+    """``serve --no-migrate``: say at start whether the schema is behind (queries answer 503 ``not_ready`` then).
+
+    A database that cannot be read now is only warned about: ``/readyz`` says so until it can.
+    """
+    try:
+        revision = await current_revision(engine)
+    except Exception as error:
+        if classify(error) is None:
+            raise
+        log.warning("cannot read the schema's revision at start: %s", describe(error))
+        return
+    if revision != head:
+        log.warning(
+            "the schema is at revision %s, not the newest %s: run `presence migrate`;"
+            " until then the query API answers 503 not_ready",
+            revision or "none (no table made yet)",
+            head,
+        )
 
 
 async def _committer(app: web.Application) -> AsyncIterator[None]:

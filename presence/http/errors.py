@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from presence.db.failures import is_unavailable
+from presence.db.failures import is_schema_missing, is_unavailable
 from presence.http.keys import METRICS, SETTINGS
 from presence.http.responses import Error, ErrorDetail, json_answer
 
@@ -24,6 +24,10 @@ _CODES = {
     415: "unsupported_media_type",
     503: "unavailable",
 }
+
+
+#: What a query answers while the schema lacks what it needs (``serve --no-migrate`` before ``presence migrate``).
+SCHEMA_BEHIND = "the database schema is not at the newest revision; run `presence migrate`"
 
 
 class ApiError(Exception):
@@ -61,9 +65,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "www-authenticate")}
         return error_response(ApiError(error.status, code, error.reason, headers))
     except Exception as error:
-        if is_unavailable(error):
-            request.app[METRICS].database_errors.labels(operation="query").inc()
-            log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
-            return error_response(ApiError(503, "unavailable", "the database is unavailable; retry later"))
-        log.exception("unexpected error", extra={"method": request.method, "path": request.path})
-        return error_response(ApiError(500, "internal_error", "internal error"))
+        return error_response(_unexpected(request, error))
+
+
+def _unexpected(request: web.Request, error: Exception) -> ApiError:
+    """What a request that failed outside the API's own errors answers: never internals."""
+    if is_schema_missing(error):
+        log.warning("schema behind the code for %s %s: run `presence migrate`", request.method, request.path)
+        return ApiError(503, "not_ready", SCHEMA_BEHIND)
+    if is_unavailable(error):
+        request.app[METRICS].database_errors.labels(operation="query").inc()
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, type(error).__name__)
+        return ApiError(503, "unavailable", "the database is unavailable; retry later")
+    log.exception("unexpected error", extra={"method": request.method, "path": request.path})
+    return ApiError(500, "internal_error", "internal error")

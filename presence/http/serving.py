@@ -27,6 +27,13 @@ service needs for itself (a database connection, a file) fails with it. So:
 The guard is a protocol that wraps each of aiohttp's request handlers: it sees
 a connection open, its bytes arrive and it close, and a middleware tells it
 when each request starts and ends.
+
+What aiohttp refuses before any handler runs (a request line or a header over its
+limits, bytes that are not HTTP) it answers itself, as plain text, and logs with a
+traceback each time: :class:`_JsonErrorHandler` answers in the API's error shape
+instead, and logs one line without a traceback. A socket that cannot be listened
+on (a port in use, a host that is no address of this machine) is a
+:class:`ListenError`, one line for the operator.
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ import resource
 import signal
 import ssl
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, Final
 
+import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from presence.settings import Settings
 
@@ -63,6 +74,12 @@ REQUEST_TIMEOUT_RESPONSE: Final = (
     b"Content-Length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
 )
 _ACCEPT_FAILED: Final = "socket.accept() out of system resource"
+#: Codes of what aiohttp refuses before a handler runs, in the API's error shape.
+_REFUSED_CODES: Final = {400: "bad_request", 413: "payload_too_large", 414: "uri_too_long", 431: "headers_too_large"}
+
+
+class ListenError(Exception):
+    """``serve`` cannot listen where it was told to; the message is one line naming the setting."""
 
 
 def raise_open_file_limit() -> int:
@@ -276,6 +293,35 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
 
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's request handler, answering what it refuses itself in the API's error shape."""
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if status >= 500:  # a bug aiohttp caught (the error middleware answers everything else): as aiohttp does
+            response = super().handle_error(request, status, exc, message)
+            code, text = "internal_error", "internal error"
+        else:
+            # Anyone on the network can send these: a line each, never a traceback.
+            log.info("refused a request before reading it (%d): %s", status, _one_line(exc or message))
+            if request.writer.output_size > 0:
+                raise ConnectionError("Response is sent already, cannot send another response with the error message")
+            response = web.Response(status=status)
+            response.force_close()
+            code = _REFUSED_CODES.get(status, "bad_request")
+            text = _one_line(exc or message) or HTTPStatus(status).phrase
+        assert isinstance(response, web.Response)
+        response.body = orjson.dumps({"error": {"code": code, "message": text}})
+        response.content_type = "application/json"
+        return response
+
+
+def _one_line(detail: object) -> str:
+    words = " ".join(str(getattr(detail, "message", detail)).split())
+    return words[:200] + "…" if len(words) > 200 else words
+
+
 class _GuardedSite(web.BaseSite):
     """A TCP site that listens with the guard, not with aiohttp's server directly."""
 
@@ -296,11 +342,18 @@ class _GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._guard.serve(server)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._guard, self._host, self._port, ssl=self._ssl_context, backlog=LISTEN_BACKLOG
-        )
+        # What web.Server() makes, with our handle_error: aiohttp offers no hook for the handler's class.
+        self._guard.serve(lambda: _JsonErrorHandler(server, loop=loop, **server._kwargs))
+        try:
+            self._server = await loop.create_server(
+                self._guard, self._host, self._port, ssl=self._ssl_context, backlog=LISTEN_BACKLOG
+            )
+        except OSError as error:  # in use, not an address of this machine, not a name that resolves
+            raise ListenError(
+                f"cannot listen on {self._host} port {self._port} (--host/PRESENCE_HOST, --port/PRESENCE_PORT):"
+                f" {error.strerror or error}"
+            ) from None
 
 
 def run(app: web.Application, settings: Settings, *, ssl_context: ssl.SSLContext | None) -> None:
