@@ -37,6 +37,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=PROMPTLY)
 
 #: Peak memory the server may reach while 900 KB bodies pile up behind a held write lock.
 MOST_RSS_BYTES = 400 * 1024 * 1024
+WAITING_BYTES = 16 * 1024 * 1024
 BIG_BODIES = 600
 BIG_BODY_CONCURRENCY = 100
 
@@ -58,6 +59,14 @@ async def post_hook(url: str, body: bytes) -> int:
         session.post(f"{url}/hook", data=body, headers=headers) as response,
     ):
         return response.status
+
+
+async def _post_hook_or_timeout(url: str, body: bytes) -> int | None:
+    """The status, or ``None`` when a machine busy with other work made the answer late: try again."""
+    try:
+        return await post_hook(url, body)
+    except TimeoutError:
+        return None
 
 
 async def get_healthz(url: str) -> int:
@@ -170,7 +179,11 @@ async def post_and_hang_up(port: int, body: bytes) -> None:
 async def test_big_bodies_behind_a_held_write_lock_stay_within_memory(tmp_path: Path) -> None:
     """``presence rebuild`` holds SQLite's write lock; 900 KB bodies whose clients hang up must not pile up."""
     database = tmp_path / "locked.db"
-    environment = presence_environment(f"sqlite+aiosqlite:///{database}")
+    # A budget of 16 MiB (a quarter of the default) keeps what must be committed after the lock small,
+    # so the measure is of the bound, not of how the machine's other work slows the recovery.
+    environment = presence_environment(
+        f"sqlite+aiosqlite:///{database}", extra={"PRESENCE_INTAKE_QUEUE_BYTES": str(WAITING_BYTES)}
+    )
     # A trigger the service does not act on is kept whole, so each inbox row is as large as its body.
     big = orjson.dumps({"trigger": "some_future_trigger", "data": {"padding": "x" * 900_000}})
     with ServerProcess(environment, tmp_path) as server:
@@ -195,7 +208,7 @@ async def test_big_bodies_behind_a_held_write_lock_stay_within_memory(tmp_path: 
         assert peak < MOST_RSS_BYTES, f"peak RSS {peak / 2**20:.0f} MiB"
 
         deadline = time.monotonic() + 30  # commits of the queue fail on the lock, then the hook recovers
-        while (status := await post_hook(server.url, a_connection("after-the-lock"))) != 200:
-            assert status == 503
+        while (status := await _post_hook_or_timeout(server.url, a_connection("after-the-lock"))) != 200:
+            assert status in (503, None)
             assert time.monotonic() < deadline, "the hook did not recover once the lock was released"
             await asyncio.sleep(0.2)
