@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from presence.settings import Secret, Settings
 from tests.support.api import KEEP_FOR_A_CENTURY, serving
+from tests.support.server import presence_environment, run_presence
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -89,3 +90,61 @@ async def test_readme_examples_answer_as_shown(database_url: str, index: int) ->
                 command = piece if piece.startswith("curl ") else "curl " + piece
                 answer = orjson.loads(await _run_curl(client, command))
     assert answer == orjson.loads(examples[index][1])
+
+
+def test_no_curl_example_goes_unreplayed() -> None:
+    """Curl examples are replayed from the README's API section: one anywhere else (docs/ included) is unchecked."""
+    api = _section("API")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in _code_blocks(path.read_text(), "sh"):
+            if re.search(r"^curl ", block, re.M):
+                assert path.name == "README.md", f"{path.name} has a curl example that no test replays"
+                assert block in api, f"README.md has a curl example outside the API section: {block[:60]!r}"
+
+
+def _hook_bodies() -> dict[str, str]:
+    """The API examples' webhook bodies, by trigger (the last of each), each on one line."""
+    bodies: dict[str, str] = {}
+    for shell, _shown in _examples():
+        for command in re.findall(r"^curl .*?(?=^curl |\Z)", shell, re.S | re.M):
+            words = shlex.split(command)
+            if "-d" in words:
+                body = orjson.loads(words[words.index("-d") + 1])
+                bodies[body["trigger"]] = orjson.dumps(body).decode()
+    return bodies
+
+
+def _is_progress(line: str) -> bool:
+    """A progress bar line: shown on a terminal only, and its rate changes with every run."""
+    return re.match(r"\w+: +\d+%\|", line) is not None
+
+
+async def test_the_commands_console_example_prints_as_shown(tmp_path: Path) -> None:
+    """The Commands section's console session, on the ``events.jsonl`` its text describes, prints what it shows."""
+    bodies = _hook_bodies()
+    connection = bodies["after_connection_status_changed"]
+    assert "receiptSender" in bodies["message_read_receipt"]  # the receipts example's, not the refused one
+    lines = [
+        connection,  # the API examples' connection, message and read receipt
+        bodies["after_message"],
+        bodies["message_read_receipt"],
+        "",  # a blank line
+        bodies["after_group_member_added"],  # a trigger presence does not act on
+        '{"trigger": "message_read_receipt", "data": {"messageId": "57"}}',  # no receiptSender
+        connection[: len(connection) // 2],  # a line cut short
+    ]
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n")
+    environment = presence_environment(f"sqlite+aiosqlite:///{tmp_path / 'presence.db'}")
+    [session] = _code_blocks(_section("Commands"), "console")
+    returncode: int | None = None
+    for command, *shown in (part.split("\n") for part in session.strip().split("$ ")[1:]):
+        expected = [line for line in shown if line and not _is_progress(line)]
+        if command == "echo $?":
+            assert expected == [str(returncode)]
+            continue
+        words = shlex.split(command)
+        assert words[0] == "presence", command
+        result = await run_presence(words[1:], environment, tmp_path)
+        printed = [line for line in (result.stderr + result.stdout).splitlines() if not _is_progress(line)]
+        assert printed == expected, f"$ {command}\n{result.stderr}{result.stdout}"
+        returncode = result.returncode
