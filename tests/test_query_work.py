@@ -66,9 +66,14 @@ async def work(engine: AsyncEngine, statement: Select[*tuple[Any, ...]], paramet
             raw = (await connection.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) {literal}"))).scalar_one()
         plan = json.loads(raw) if isinstance(raw, str) else raw
         return _plan_rows(plan[0]["Plan"])
+    return _sqlite_steps(engine, lambda database: database.execute(literal).fetchall())
+
+
+def _sqlite_steps(engine: AsyncEngine, run: Callable[[sqlite3.Connection], object]) -> int:
+    """SQLite virtual-machine instructions ``run`` takes on a connection of its own, in a transaction rolled back."""
     path = sqlite_file(engine)
     assert path is not None
-    database = sqlite3.connect(path)
+    database = sqlite3.connect(path, isolation_level=None)
     steps = 0
 
     def count() -> int:
@@ -77,8 +82,11 @@ async def work(engine: AsyncEngine, statement: Select[*tuple[Any, ...]], paramet
         return 0
 
     try:
+        database.execute("BEGIN")
         database.set_progress_handler(count, 1)
-        database.execute(literal).fetchall()
+        run(database)
+        database.set_progress_handler(None, 1)
+        database.execute("ROLLBACK")
     finally:
         database.close()
     return steps
@@ -216,26 +224,12 @@ async def write_work(engine: AsyncEngine, events: list[Event]) -> int:
                     rows_through += _plan_rows((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
             await connection.rollback()
         return rows_through
-    path = sqlite_file(engine)
-    assert path is not None
-    database = sqlite3.connect(path, isolation_level=None)
-    steps = 0
 
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    try:
-        database.execute("BEGIN")
-        database.set_progress_handler(count, 1)
+    def write(database: sqlite3.Connection) -> None:
         for statement in statements:
             database.executemany(statement.sql, statement.rows)
-        database.set_progress_handler(None, 1)
-        database.execute("ROLLBACK")
-    finally:
-        database.close()
-    return steps
+
+    return _sqlite_steps(engine, write)
 
 
 @pytest.mark.parametrize("newest", ["on top", "dominating the latest steps"])
