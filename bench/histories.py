@@ -22,8 +22,9 @@ from pathlib import Path
 
 from sqlalchemy.dialects import sqlite
 
-from presence.core.events import Event, parse_event
+from presence.core.events import Event
 from presence.core.facts import changes_of
+from presence.core.parse import parse_event
 from presence.db.writes import Writer
 from tests.support import payloads
 

@@ -11,7 +11,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from presence.core.events import KNOWN_TRIGGERS
+from presence.core.parse import KNOWN_TRIGGERS
 
 #: Any other trigger is counted as "other", so that a sender cannot grow the label set.
 OTHER_TRIGGER: Final = "other"

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptMarked, parse_event
+from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptMarked
 from presence.core.facts import (
     Changes,
     changes_of,
@@ -30,6 +30,7 @@ from presence.core.facts import (
     order_key,
     receipt_at,
 )
+from presence.core.parse import parse_event
 from presence.core.times import datetime_to_ms, format_instant, ms_to_datetime
 from presence.http.app import create_app
 from tests.support.api import Api, make_settings

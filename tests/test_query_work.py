@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from presence.core.events import Event, parse_event
+from presence.core.events import Event
 from presence.core.facts import changes_of
+from presence.core.parse import parse_event
 from presence.db import reads
 from presence.db.engine import sqlite_file
 from presence.db.models import Receipt, UserSession

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.core.events import parse_event
 from presence.core.facts import changes_of
+from presence.core.parse import parse_event
 from presence.db import reads
 from presence.db.engine import create_engine
 from presence.db.writes import Writer

@@ -21,13 +21,17 @@ list it has ended it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
 
 from presence.core.events import (
     ConnectionChanged,
     ConnectionKind,
     Event,
+    GroupReceiptMarked,
+    MembershipChanged,
+    MessageChanged,
     MessageSent,
     ReceiptKind,
     ReceiptMarked,
@@ -39,18 +43,26 @@ NO_KEY = b""
 _TIE_RANK: dict[ConnectionKind, int] = {"connected": 0, "disconnected": 1}
 
 
-def order_key(event: ConnectionChanged) -> bytes:
-    """Bytes that sort connection events by time, then tie rule, then content.
+def order_key(event: ConnectionChanged | MembershipChanged) -> bytes:
+    """Bytes that sort events by time, then tie rule, then content.
 
-    Compared bytewise, as both SQLite (BLOB) and PostgreSQL (bytea) do.
+    The tie rule: a ``disconnected`` beats a ``connected``, a removal (or a group's deletion)
+    beats an addition, at the same millisecond. Compared bytewise, as both SQLite (BLOB) and
+    PostgreSQL (bytea) do.
     """
     digest = hashlib.blake2b(repr(event).encode(), digest_size=16).digest()
+    if isinstance(event, MembershipChanged):
+        return _key(event.at_ms, 0 if event.kind == "added" else 1, digest)
     return make_order_key(event.at_ms, event.kind, digest)
 
 
 def make_order_key(at_ms: int, kind: ConnectionKind, digest: bytes) -> bytes:
     """The layout of every order key: 8 bytes of milliseconds (big-endian), 1 of tie rank, the digest."""
-    return at_ms.to_bytes(8, "big") + bytes((_TIE_RANK[kind],)) + digest
+    return _key(at_ms, _TIE_RANK[kind], digest)
+
+
+def _key(at_ms: int, rank: int, digest: bytes) -> bytes:
+    return at_ms.to_bytes(8, "big") + bytes((rank,)) + digest
 
 
 def order_key_ms(key: bytes) -> int:
@@ -68,6 +80,9 @@ class UserFact:
     status_updated_at_ms: int | None
     last_seen_at_ms: int
     snapshot_key: bytes
+    #: The key of the newest event that dates the status (``ConnectionChanged.dates_status``);
+    #: ``status_updated_at_ms`` is that event's.
+    status_updated_key: bytes = NO_KEY
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,9 @@ class MessageFact:
     sent_at_ms: int | None
     #: When the service first received an event that named this message; retention goes by it.
     received_at_ms: int
+    #: The latest edit known, and the deletion (the earliest time it is known by).
+    edited_at_ms: int | None = None
+    deleted_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +153,15 @@ class ReceiptFact:
 
 def join_user(a: UserFact, b: UserFact) -> UserFact:
     newest = a if a.status_key >= b.status_key else b
+    dated = a if a.status_updated_key >= b.status_updated_key else b
     return UserFact(
         uid=a.uid,
         status_key=newest.status_key,
         status=newest.status,
-        status_updated_at_ms=newest.status_updated_at_ms,
+        status_updated_at_ms=dated.status_updated_at_ms,
         last_seen_at_ms=max(a.last_seen_at_ms, b.last_seen_at_ms),
         snapshot_key=max(a.snapshot_key, b.snapshot_key),
+        status_updated_key=dated.status_updated_key,
     )
 
 
@@ -156,7 +176,19 @@ def join_session(a: SessionFact, b: SessionFact) -> SessionFact:
 def join_message(a: MessageFact, b: MessageFact) -> MessageFact:
     """The greater claim; at the same claim, the later ``sent_at`` (a known one beats none)."""
     winner = a if _message_rank(a) >= _message_rank(b) else b
-    return replace(winner, received_at_ms=min(a.received_at_ms, b.received_at_ms))
+    return replace(
+        winner,
+        received_at_ms=min(a.received_at_ms, b.received_at_ms),
+        edited_at_ms=_known(max, a.edited_at_ms, b.edited_at_ms),
+        deleted_at_ms=_known(min, a.deleted_at_ms, b.deleted_at_ms),
+    )
+
+
+def _known(choose: Callable[[int, int], int], a: int | None, b: int | None) -> int | None:
+    """``choose`` of the known values; ``None`` only when neither is known."""
+    if a is None or b is None:
+        return a if b is None else b
+    return choose(a, b)
 
 
 def _message_rank(fact: MessageFact) -> tuple[bytes, bool, int]:
@@ -168,12 +200,71 @@ def join_watermark(a: WatermarkFact, b: WatermarkFact) -> WatermarkFact:
     return a if (a.message_id, -a.at_ms, -a.received_at_ms) >= (b.message_id, -b.at_ms, -b.received_at_ms) else b
 
 
+@dataclass(frozen=True, slots=True)
+class GroupReceiptFact:
+    """Every member of a group had delivered (read) the message, and every earlier one, at ``at_ms``."""
+
+    conversation_id: str
+    kind: ReceiptKind
+    message_id: int
+    at_ms: int
+    #: When the service received that aggregate; retention goes by it.
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReceiptFlag:
+    """A group aggregate whose body gave no time: known to have happened, timed at read by ``sentAt``."""
+
+    conversation_id: str
+    kind: ReceiptKind
+    message_id: int
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFact:
+    """A group as its newest event left it, and when it was last deleted."""
+
+    guid: str
+    #: The order key of the newest group event: its ``members_count`` is CometChat's count.
+    key: bytes
+    members_count: int | None
+    #: The key of the newest ``group_deleted`` (:data:`NO_KEY` if none): older memberships are over.
+    deleted_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFact:
+    """The newest membership event about one user in one group."""
+
+    guid: str
+    uid: str
+    key: bytes
+    member: bool
+    #: The time of that event when it made the user a member.
+    joined_at_ms: int | None
+
+
+class Step(Protocol):
+    """What a staircase needs of a receipt: which message, when, and when it was received."""
+
+    @property
+    def message_id(self) -> int: ...
+    @property
+    def at_ms(self) -> int: ...
+    @property
+    def received_at_ms(self) -> int: ...
+
+
+S = TypeVar("S", bound=Step)
+
 #: One reader's receipts of one kind in one conversation that no other receipt dominates, by message id.
-#: Along it message ids and times both strictly increase.
+#: Along it message ids and times both strictly increase. A group's aggregates of one kind form one too.
 Staircase = tuple[ReceiptFact, ...]
 
 
-def dominates(a: ReceiptFact, b: ReceiptFact) -> bool:
+def dominates(a: Step, b: Step) -> bool:
     """Whether ``a`` makes ``b`` useless: it covers at least the same messages, no later.
 
     A receipt is a watermark, so the time asked of message M is the earliest receipt at or above M
@@ -187,7 +278,7 @@ def dominates(a: ReceiptFact, b: ReceiptFact) -> bool:
     return a.message_id >= b.message_id and a.at_ms <= b.at_ms
 
 
-def join_receipt(stairs: Staircase, fact: ReceiptFact) -> Staircase:
+def join_receipt(stairs: tuple[S, ...], fact: S) -> tuple[S, ...]:
     """The receipts of ``stairs`` and ``fact`` that nothing dominates: the join of receipts.
 
     The non-dominated points of a set do not depend on the order the set was built in or on
@@ -201,15 +292,52 @@ def join_receipt(stairs: Staircase, fact: ReceiptFact) -> Staircase:
     return tuple(kept)
 
 
-def join_staircases(a: Staircase, b: Staircase) -> Staircase:
+def join_staircases(a: tuple[S, ...], b: tuple[S, ...]) -> tuple[S, ...]:
     for fact in b:
         a = join_receipt(a, fact)
     return a
 
 
-def receipt_at(stairs: Staircase, message_id: int) -> int | None:
+def receipt_at(stairs: tuple[Step, ...], message_id: int) -> int | None:
     """The earliest time in ``stairs`` at or above ``message_id``: the first step there (times increase)."""
     return next((step.at_ms for step in stairs if step.message_id >= message_id), None)
+
+
+def join_flag(a: GroupReceiptFlag, b: GroupReceiptFlag) -> GroupReceiptFlag:
+    return a if a.received_at_ms <= b.received_at_ms else b
+
+
+def group_receipt_at(
+    stairs: tuple[GroupReceiptFact, ...],
+    flags: Iterable[GroupReceiptFlag],
+    sent_at: Callable[[int], int | None],
+    message_id: int,
+) -> tuple[bool, int | None]:
+    """Whether a group aggregate covers ``message_id``, and the earliest time one does.
+
+    A timed aggregate gives its time; an untimed one the ``sentAt`` of the message it names
+    (``sent_at``), when known. ``presence.db.reads`` asks the same in SQL.
+    """
+    times = [receipt_at(stairs, message_id)]
+    covering = [flag.message_id for flag in flags if flag.message_id >= message_id]
+    times += [sent_at(covered) for covered in covering]
+    known = [t for t in times if t is not None]
+    happened = times[0] is not None or bool(covering)
+    return happened, min(known, default=None)
+
+
+def join_group(a: GroupFact, b: GroupFact) -> GroupFact:
+    newest = a if a.key >= b.key else b
+    return replace(newest, deleted_key=max(a.deleted_key, b.deleted_key))
+
+
+def join_member(a: MemberFact, b: MemberFact) -> MemberFact:
+    return a if a.key >= b.key else b
+
+
+def is_member(member: bool, key: bytes, deleted_key: bytes) -> bool:
+    """Whether a user is in a group now: added by an event newer than the group's last deletion."""
+    return member and key > deleted_key
 
 
 def is_live(session_live: bool, signal_key: bytes, snapshot_key: bytes) -> bool:
@@ -227,9 +355,10 @@ def facts_of_connection(event: ConnectionChanged, received_at_ms: int) -> tuple[
         uid=event.uid,
         status_key=key,
         status=event.status,
-        status_updated_at_ms=event.status_updated_at_ms,
+        status_updated_at_ms=event.status_updated_at_ms if event.dates_status else None,
         last_seen_at_ms=event.at_ms,
         snapshot_key=key if event.snapshot is not None else NO_KEY,
+        status_updated_key=key if event.dates_status else NO_KEY,
     )
     if event.snapshot is None:
         connected = event.kind == "connected"
@@ -295,6 +424,52 @@ def facts_of_receipt(event: ReceiptMarked, received_at_ms: int) -> tuple[Message
     return message, receipt, watermarks
 
 
+def fact_of_change(event: MessageChanged, received_at_ms: int) -> MessageFact:
+    """An edit or a deletion: when, and what it says of the message (as a receipt would, authority 0)."""
+    return MessageFact(
+        message_id=event.message_id,
+        claim=message_claim(0, event.conversation_id, event.sender),
+        conversation_id=event.conversation_id,
+        sender=event.sender,
+        sent_at_ms=event.sent_at_ms,
+        received_at_ms=received_at_ms,
+        edited_at_ms=event.at_ms if event.kind == "edited" else None,
+        deleted_at_ms=event.at_ms if event.kind == "deleted" else None,
+    )
+
+
+def facts_of_group_receipt(
+    event: GroupReceiptMarked, received_at_ms: int
+) -> tuple[MessageFact, GroupReceiptFact | GroupReceiptFlag]:
+    message = MessageFact(
+        message_id=event.message_id,
+        claim=message_claim(0, event.conversation_id, event.message_sender),
+        conversation_id=event.conversation_id,
+        sender=event.message_sender,
+        sent_at_ms=None,
+        received_at_ms=received_at_ms,
+    )
+    if event.at_ms is None:
+        return message, GroupReceiptFlag(event.conversation_id, event.kind, event.message_id, received_at_ms)
+    return message, GroupReceiptFact(event.conversation_id, event.kind, event.message_id, event.at_ms, received_at_ms)
+
+
+def facts_of_membership(event: MembershipChanged) -> tuple[GroupFact, list[MemberFact]]:
+    key = order_key(event)
+    group = GroupFact(
+        guid=event.guid,
+        key=key,
+        members_count=event.members_count,
+        deleted_key=key if event.kind == "deleted" else NO_KEY,
+    )
+    added = event.kind == "added"
+    members = [
+        MemberFact(event.guid, uid, key, member=added, joined_at_ms=event.at_ms if added else None)
+        for uid in event.members
+    ]
+    return group, members
+
+
 @dataclass(slots=True)
 class Changes:
     """The joined facts of a batch of events, one per row, ready for one transaction."""
@@ -305,6 +480,11 @@ class Changes:
     #: Per (conversation, reader, kind): the receipts no other dominates.
     receipts: dict[tuple[str, str, str], Staircase] = field(default_factory=dict)
     watermarks: dict[tuple[str, str, str], WatermarkFact] = field(default_factory=dict)
+    #: Per (conversation, kind): the timed group aggregates no other dominates.
+    group_receipts: dict[tuple[str, str], tuple[GroupReceiptFact, ...]] = field(default_factory=dict)
+    group_flags: dict[tuple[str, str, int], GroupReceiptFlag] = field(default_factory=dict)
+    groups: dict[str, GroupFact] = field(default_factory=dict)
+    members: dict[tuple[str, str], MemberFact] = field(default_factory=dict)
 
     def add(self, event: Event, received_at_ms: int) -> None:
         """Join in the facts of ``event``, which the service received at ``received_at_ms``."""
@@ -323,6 +503,17 @@ class Changes:
             self._add_receipt(receipt)
             for watermark in watermarks:
                 self._add_watermark(watermark)
+        elif isinstance(event, MessageChanged):
+            self._add_message(fact_of_change(event, received_at_ms))
+        elif isinstance(event, GroupReceiptMarked):
+            message, aggregate = facts_of_group_receipt(event, received_at_ms)
+            self._add_message(message)
+            self._add_group_receipt(aggregate)
+        elif isinstance(event, MembershipChanged):
+            group, members = facts_of_membership(event)
+            self._add_group(group)
+            for member in members:
+                self._add_member(member)
 
     def _add_user(self, fact: UserFact) -> None:
         current = self.users.get(fact.uid)
@@ -345,6 +536,24 @@ class Changes:
         key = (fact.conversation_id, fact.reader, fact.kind)
         current = self.watermarks.get(key)
         self.watermarks[key] = fact if current is None else join_watermark(current, fact)
+
+    def _add_group_receipt(self, fact: GroupReceiptFact | GroupReceiptFlag) -> None:
+        if isinstance(fact, GroupReceiptFlag):
+            flag_key = (fact.conversation_id, fact.kind, fact.message_id)
+            current = self.group_flags.get(flag_key)
+            self.group_flags[flag_key] = fact if current is None else join_flag(current, fact)
+            return
+        key = (fact.conversation_id, fact.kind)
+        self.group_receipts[key] = join_receipt(self.group_receipts.get(key, ()), fact)
+
+    def _add_group(self, fact: GroupFact) -> None:
+        current = self.groups.get(fact.guid)
+        self.groups[fact.guid] = fact if current is None else join_group(current, fact)
+
+    def _add_member(self, fact: MemberFact) -> None:
+        key = (fact.guid, fact.uid)
+        current = self.members.get(key)
+        self.members[key] = fact if current is None else join_member(current, fact)
 
 
 def changes_of(events: Iterable[tuple[Event, int]]) -> Changes:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 
-from presence.core.events import KNOWN_TRIGGERS, MAX_TRIGGER_LENGTH
+from presence.core.events import MAX_TRIGGER_LENGTH
+from presence.core.parse import KNOWN_TRIGGERS
 from presence.db.failures import is_unavailable
 from presence.http.auth import require_hook_credentials
 from presence.http.body import read_body

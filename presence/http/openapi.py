@@ -18,7 +18,8 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from presence.core.events import KNOWN_TRIGGERS, MAX_TRIGGER_LENGTH
+from presence.core.events import MAX_TRIGGER_LENGTH
+from presence.core.parse import KNOWN_TRIGGERS
 from presence.http import responses
 from presence.http.api import DEFAULT_LIMIT, MAX_LIMIT, MAX_UIDS_PER_REQUEST, STATUSES
 from presence.http.responses import CURSOR_PATTERN

@@ -13,16 +13,9 @@ from typing import Literal
 
 import orjson
 
-from presence.core.events import (
-    DEFAULT_MAX_SKEW_MS,
-    Event,
-    InvalidEvent,
-    MessageSent,
-    UnknownTrigger,
-    check_not_ahead,
-    parse_event,
-)
+from presence.core.events import DEFAULT_MAX_SKEW_MS, Event, InvalidEvent, MessageSent, UnknownTrigger
 from presence.core.inbox import InboxRow, TooDeep, cannot_hold_content, without_content
+from presence.core.parse import check_not_ahead, parse_event
 from presence.core.times import datetime_to_ms
 
 

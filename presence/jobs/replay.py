@@ -14,8 +14,9 @@ from typing import Protocol
 
 import orjson
 
-from presence.core.events import InvalidEvent, check_not_ahead, parse_event
+from presence.core.events import InvalidEvent
 from presence.core.facts import Changes
+from presence.core.parse import check_not_ahead, parse_event
 from presence.core.times import datetime_to_ms
 from presence.settings import Settings
 

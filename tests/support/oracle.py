@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from presence.core.events import ConnectionChanged, MessageSent, ReceiptMarked, Session, parse_event
+from presence.core.events import ConnectionChanged, MessageSent, ReceiptMarked, Session
 from presence.core.facts import order_key
+from presence.core.parse import parse_event
 from presence.core.times import format_instant, ms_to_datetime
 
 
