@@ -194,7 +194,7 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
         message_id=message_id(target, "id", f"{where}.id"),
         conversation_id=conversation,
         sender=optional_string(target, "sender", f"{where}.sender"),
-        sent_at_ms=optional_instant(target, "sentAt", f"{where}.sentAt") if target is not outer else None,
+        sent_at_ms=optional_instant(target, "sentAt", f"{where}.sentAt"),
         at_ms=at_ms,
     )
 
