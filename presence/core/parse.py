@@ -13,6 +13,7 @@ body valid in neither is refused in the words of the format it most resembles.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Final
 
 from presence.core import current, legacy
@@ -74,14 +75,12 @@ def _readers() -> dict[str, Reader]:
         READ_TRIGGER: receipt_of("read"),
     }
     for name, change in current.CHANGE_TRIGGERS.items():
-        readers[name] = lambda data, change=change: current.message_change(data, change)  # type: ignore[misc]
+        readers[name] = partial(current.message_change, kind=change)
     for name, kind in current.GROUP_RECEIPT_TRIGGERS.items():
-        readers[name] = lambda data, kind=kind: current.group_receipt(data, kind)  # type: ignore[misc]
+        readers[name] = partial(current.group_receipt, kind=kind)
     for name, membership in current.MEMBERSHIP_TRIGGERS.items():
-        lists = name.startswith("group_member_")
-        readers[name] = lambda data, m=membership, lists=lists: current.membership(  # type: ignore[misc]
-            data, m, lists_members=lists
-        )
+        # group_member_* are about members and must list them; group_created may; group_deleted does not.
+        readers[name] = partial(current.membership, kind=membership, lists_members=name.startswith("group_member_"))
     return readers
 
 
