@@ -8,6 +8,7 @@ new ones; field paths in errors are the current format's own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
@@ -59,6 +60,8 @@ MEMBERSHIP_TRIGGERS: Final[dict[str, MembershipKind]] = {
     "group_member_left": "removed",
     "group_member_kicked": "removed",
     "group_member_banned": "removed",
+    # In CometChat's Webhooks Overview table, not in its Management API's list: the same removal.
+    "group_member_removed": "removed",
     "group_deleted": "deleted",
 }
 
@@ -200,28 +203,34 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
 
 
 def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> MembershipChanged:
-    """A group trigger: timed by ``data.group.updatedAt`` (seconds), else its ``createdAt``.
+    """A group trigger, timed by ``data.group.updatedAt`` (seconds): the group's last change.
 
-    ``lists_members``: the trigger is about members, so ``data.members`` is required
-    (``group_created`` may list its owner; ``group_deleted`` lists no one).
+    Without it, the latest ``joinedAt`` of the members listed, else the group's ``createdAt``
+    (CometChat's own ``group_member_added`` example has no ``updatedAt``). ``lists_members``:
+    the trigger is about members, so ``data.members`` is required (``group_created`` may list
+    its owner; ``group_deleted`` lists no one).
     """
     group = required_object(data, "group", "data.group")
     guid = required_string(group, "guid", "data.group.guid")
-    at_ms = optional_instant(group, "updatedAt", "data.group.updatedAt")
-    if at_ms is None:
-        at_ms = optional_instant(group, "createdAt", "data.group.createdAt")
-    if at_ms is None:
-        raise InvalidEvent("data.group.updatedAt", "required")
     members: tuple[str, ...] = ()
+    joined: list[int] = []
     if kind != "deleted":
         listed = required_object(data, "members", "data.members") if lists_members else None
         listed = listed if listed is not None else optional_object(data, "members", "data.members") or {}
-        for uid in listed:
+        for uid, entry in listed.items():
             if not is_storable_id(uid):
                 raise InvalidEvent("data.members", f"a member's uid must be 1 to {MAX_ID_LENGTH} characters, no NUL")
+            if isinstance(entry, Mapping):
+                joined_at = optional_instant(entry, "joinedAt", f"data.members.{uid}.joinedAt")
+                joined += [] if joined_at is None else [joined_at]
         members = tuple(sorted(listed))
         if lists_members and not members:
             raise InvalidEvent("data.members", "required, expected at least one member")
+    at_ms = optional_instant(group, "updatedAt", "data.group.updatedAt")
+    if at_ms is None:
+        at_ms = max(joined) if joined else optional_instant(group, "createdAt", "data.group.createdAt")
+    if at_ms is None:
+        raise InvalidEvent("data.group.updatedAt", "required")
     return MembershipChanged(
         guid=guid,
         kind=kind,
