@@ -179,10 +179,12 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
         target = required_object(on, "entity", where)
         fallback_field = "sentAt"
     time_field = "editedAt" if kind == "edited" else "deletedAt"
-    at_ms = optional_instant(target, time_field, f"{where}.{time_field}")
+    at_field = f"{where}.{time_field}"
+    at_ms = optional_instant(target, time_field, at_field)
     if at_ms is None:
         fallback = outer if target is not outer else target
-        at_ms = optional_instant(fallback, fallback_field, f"data.message.{fallback_field}")
+        at_field = f"data.message.{fallback_field}"
+        at_ms = optional_instant(fallback, fallback_field, at_field)
     if at_ms is None:
         raise InvalidEvent(f"{where}.{time_field}", "required")
     if target.get("conversationId") is None and target is not outer:
@@ -196,6 +198,8 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
         sender=optional_string(target, "sender", f"{where}.sender"),
         sent_at_ms=optional_instant(target, "sentAt", f"{where}.sentAt"),
         at_ms=at_ms,
+        at_field=at_field,
+        sent_at_field=f"{where}.sentAt",
     )
 
 
@@ -207,9 +211,11 @@ def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> Me
     """
     group = required_object(data, "group", "data.group")
     guid = required_string(group, "guid", "data.group.guid")
-    at_ms = optional_instant(group, "updatedAt", "data.group.updatedAt")
+    at_field = "data.group.updatedAt"
+    at_ms = optional_instant(group, "updatedAt", at_field)
     if at_ms is None:
-        at_ms = optional_instant(group, "createdAt", "data.group.createdAt")
+        at_field = "data.group.createdAt"
+        at_ms = optional_instant(group, "createdAt", at_field)
     if at_ms is None:
         raise InvalidEvent("data.group.updatedAt", "required")
     members: tuple[str, ...] = ()
@@ -228,4 +234,5 @@ def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> Me
         at_ms=at_ms,
         members=members,
         members_count=optional_count(group, "membersCount", "data.group.membersCount"),
+        at_field=at_field,
     )
