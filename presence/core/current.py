@@ -182,10 +182,12 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
         target = required_object(on, "entity", where)
         fallback_field = "sentAt"
     time_field = "editedAt" if kind == "edited" else "deletedAt"
-    at_ms = optional_instant(target, time_field, f"{where}.{time_field}")
+    at_field = f"{where}.{time_field}"
+    at_ms = optional_instant(target, time_field, at_field)
     if at_ms is None:
         fallback = outer if target is not outer else target
-        at_ms = optional_instant(fallback, fallback_field, f"data.message.{fallback_field}")
+        at_field = f"data.message.{fallback_field}"
+        at_ms = optional_instant(fallback, fallback_field, at_field)
     if at_ms is None:
         raise InvalidEvent(f"{where}.{time_field}", "required")
     if target.get("conversationId") is None and target is not outer:
@@ -199,6 +201,8 @@ def message_change(data: Fields, kind: MessageChangeKind) -> MessageChanged:
         sender=optional_string(target, "sender", f"{where}.sender"),
         sent_at_ms=optional_instant(target, "sentAt", f"{where}.sentAt"),
         at_ms=at_ms,
+        at_field=at_field,
+        sent_at_field=f"{where}.sentAt",
     )
 
 
@@ -213,7 +217,7 @@ def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> Me
     group = required_object(data, "group", "data.group")
     guid = required_string(group, "guid", "data.group.guid")
     members: tuple[str, ...] = ()
-    joined: list[int] = []
+    joined: list[tuple[int, str]] = []
     if kind != "deleted":
         listed = required_object(data, "members", "data.members") if lists_members else None
         listed = listed if listed is not None else optional_object(data, "members", "data.members") or {}
@@ -221,14 +225,19 @@ def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> Me
             if not is_storable_id(uid):
                 raise InvalidEvent("data.members", f"a member's uid must be 1 to {MAX_ID_LENGTH} characters, no NUL")
             if isinstance(entry, Mapping):
-                joined_at = optional_instant(entry, "joinedAt", f"data.members.{uid}.joinedAt")
-                joined += [] if joined_at is None else [joined_at]
+                where = f"data.members.{uid}.joinedAt"
+                joined_at = optional_instant(entry, "joinedAt", where)
+                joined += [] if joined_at is None else [(joined_at, where)]
         members = tuple(sorted(listed))
         if lists_members and not members:
             raise InvalidEvent("data.members", "required, expected at least one member")
-    at_ms = optional_instant(group, "updatedAt", "data.group.updatedAt")
+    at_field = "data.group.updatedAt"
+    at_ms = optional_instant(group, "updatedAt", at_field)
+    if at_ms is None and joined:
+        at_ms, at_field = max(joined)
     if at_ms is None:
-        at_ms = max(joined) if joined else optional_instant(group, "createdAt", "data.group.createdAt")
+        at_field = "data.group.createdAt"
+        at_ms = optional_instant(group, "createdAt", at_field)
     if at_ms is None:
         raise InvalidEvent("data.group.updatedAt", "required")
     return MembershipChanged(
@@ -237,4 +246,5 @@ def membership(data: Fields, kind: MembershipKind, *, lists_members: bool) -> Me
         at_ms=at_ms,
         members=members,
         members_count=optional_count(group, "membersCount", "data.group.membersCount"),
+        at_field=at_field,
     )

@@ -115,6 +115,11 @@ class MessageChanged:
     sender: str | None
     sent_at_ms: int | None
     at_ms: int
+    #: The fields ``at_ms`` and ``sent_at_ms`` were read from (the shapes and the fallbacks differ),
+    #: so that a time refused later (``parse.check_not_ahead``) is named as the body spelled it.
+    #: ``None``: the live shape's own field (``data.message.editedAt`` / ``deletedAt``).
+    at_field: str | None = field(default=None, compare=False, repr=False)
+    sent_at_field: str = field(default="data.message.sentAt", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,10 @@ class MembershipChanged:
     at_ms: int
     members: tuple[str, ...]
     members_count: int | None
+    #: The field ``at_ms`` was read from (``updatedAt``, else ``createdAt``), for ``parse.check_not_ahead``.
+    #: Left out of comparisons and of ``repr`` (so of the order key's digest): it says where the time
+    #: was written, not what happened.
+    at_field: str = field(default="data.group.updatedAt", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,9 +133,9 @@ def _times_of(event: Event) -> Iterable[tuple[str, int | None]]:
         else:
             yield ("data.deliveredAt" if event.kind == "delivered" else "data.readAt"), event.at_ms
     elif isinstance(event, MessageChanged):
-        yield f"data.message.{event.kind}At", event.at_ms
-        yield "data.message.sentAt", event.sent_at_ms
+        yield event.at_field or f"data.message.{event.kind}At", event.at_ms
+        yield event.sent_at_field, event.sent_at_ms
     elif isinstance(event, GroupReceiptMarked):
         yield "data.body.timestamp", event.at_ms
     elif isinstance(event, MembershipChanged):
-        yield "data.group.updatedAt", event.at_ms
+        yield event.at_field, event.at_ms
