@@ -52,6 +52,12 @@ CONTENT_KEYS: Final = frozenset(
         "mentionedUsers",
         "reactions",
         "recording_url",
+        # Not in any payload found: transcription_generated's is undocumented; kept out all the same.
+        "recordingUrl",
+        "transcript",
+        "transcription",
+        "transcription_url",
+        "transcriptionUrl",
         "clientIp",
         "userAgent",
     }
