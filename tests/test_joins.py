@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptMarked, Session
+from presence.core.events import (
+    ConnectionChanged,
+    Event,
+    GroupReceiptMarked,
+    MembershipChanged,
+    MessageChanged,
+    MessageSent,
+    ReceiptMarked,
+    Session,
+)
 from presence.core.facts import (
+    GroupFact,
+    GroupReceiptFact,
+    GroupReceiptFlag,
+    MemberFact,
     MessageFact,
     ReceiptFact,
     SessionFact,
@@ -26,9 +40,15 @@ from presence.core.facts import (
     UserFact,
     WatermarkFact,
     changes_of,
+    fact_of_change,
     fact_of_message,
     facts_of_connection,
+    facts_of_group_receipt,
+    facts_of_membership,
     facts_of_receipt,
+    join_flag,
+    join_group,
+    join_member,
     join_message,
     join_receipt,
     join_session,
@@ -72,7 +92,7 @@ _snapshots = st.lists(_sessions(st.sampled_from((SESSION, "s2"))), max_size=2, u
     lambda members: tuple(sorted(members, key=lambda s: s.session_id))
 )
 
-connections = st.builds(
+legacy_connections = st.builds(
     ConnectionChanged,
     uid=st.just(UID),
     kind=st.sampled_from(("connected", "disconnected")),
@@ -82,6 +102,29 @@ connections = st.builds(
     session=_sessions(st.just(SESSION)),
     snapshot=st.none() | _snapshots,
 )
+
+
+@st.composite
+def _current_connection(draw: st.DrawFn) -> ConnectionChanged:
+    """As ``presence.core.current`` reads one: dated only when the status flipped, offline an empty snapshot."""
+    at_ms = draw(st.sampled_from(TIMES))
+    status = draw(st.sampled_from(("online", "offline")))
+    flipped = draw(st.booleans())
+    return ConnectionChanged(
+        uid=UID,
+        kind=draw(st.sampled_from(("connected", "disconnected"))),
+        at_ms=at_ms,
+        status=status,
+        status_updated_at_ms=at_ms if flipped else None,
+        session=draw(_sessions(st.just(SESSION))),
+        snapshot=() if status == "offline" else None,
+        dates_status=flipped,
+        format="current",
+    )
+
+
+#: Both systems' connection events, for one user: ties between the two are the point.
+connections = legacy_connections | _current_connection()
 
 
 def _session_fact(event: ConnectionChanged, received_at_ms: int) -> SessionFact:
@@ -129,10 +172,35 @@ def _message_fact(event: MessageSent, received_at_ms: int = RECEIVED[0]) -> Mess
     return fact
 
 
+#: Edits and deletions of the message; the deletion of the documented shape carries no ``sentAt``.
+message_changes = st.builds(
+    MessageChanged,
+    kind=st.sampled_from(("edited", "deleted")),
+    message_id=st.just(MESSAGE_ID),
+    conversation_id=st.sampled_from(("c1", "c2")),
+    sender=st.sampled_from((None, "u1", "u3")),
+    sent_at_ms=st.sampled_from((None, _sent_at_of(MESSAGE_ID))),
+    at_ms=st.sampled_from(TIMES),
+)
+group_receipts = st.builds(
+    GroupReceiptMarked,
+    kind=st.sampled_from(("delivered", "read")),
+    message_id=st.sampled_from((MESSAGE_ID - 1, MESSAGE_ID)),
+    conversation_id=st.sampled_from(("group_g1", "group_g2")),
+    message_sender=st.sampled_from((None, "u1", "u3")),
+    at_ms=st.sampled_from((None, *TIMES)),
+)
+
 message_facts = st.one_of(
     st.builds(_message_fact, messages_sent, received),
     st.builds(
         lambda r, at: facts_of_receipt(r, at)[0], receipts.filter(lambda r: r.message_id == MESSAGE_ID), received
+    ),
+    st.builds(fact_of_change, message_changes, received),
+    st.builds(
+        lambda g, at: facts_of_group_receipt(g, at)[0],
+        group_receipts.filter(lambda g: g.message_id == MESSAGE_ID),
+        received,
     ),
 )
 #: The receipts of one (conversation, reader, kind, message): only their times differ.
@@ -184,7 +252,80 @@ def test_join_watermark_is_a_semilattice(a: WatermarkFact, b: WatermarkFact, c: 
     _assert_semilattice(join_watermark, a, b, c)
 
 
-events: st.SearchStrategy[tuple[Event, int]] = st.tuples(st.one_of(connections, messages_sent, receipts), received)
+#: Membership events of one group: members, kinds and times drawn from small pools, so keys tie but for the digest.
+memberships = st.builds(
+    MembershipChanged,
+    guid=st.just("g1"),
+    kind=st.sampled_from(("added", "removed", "deleted")),
+    at_ms=st.sampled_from(TIMES),
+    members=st.lists(st.sampled_from((UID, "u2")), unique=True, max_size=2).map(lambda m: tuple(sorted(m))),
+    members_count=st.sampled_from((None, 1, 2)),
+).map(lambda e: e if e.kind != "deleted" else replace(e, members=()))
+
+
+def _member_fact(event: MembershipChanged) -> MemberFact:
+    """The fact about ``UID`` in the group (every event here names ``UID``)."""
+    (fact,) = (f for f in facts_of_membership(event)[1] if f.uid == UID)
+    return fact
+
+
+group_facts = memberships.map(lambda e: facts_of_membership(e)[0])
+member_facts = memberships.filter(lambda e: UID in e.members).map(_member_fact)
+
+
+def _flag(event: GroupReceiptMarked, received_at_ms: int) -> GroupReceiptFlag:
+    """The untimed aggregate of one (group, kind, message): only its reception differs."""
+    fact = facts_of_group_receipt(replace(event, at_ms=None), received_at_ms)[1]
+    assert isinstance(fact, GroupReceiptFlag)
+    return GroupReceiptFlag("group_g1", "delivered", MESSAGE_ID, fact.received_at_ms)
+
+
+def _group_step(event: GroupReceiptMarked, received_at_ms: int) -> GroupReceiptFact:
+    """A timed aggregate of one (group, kind): message ids, times and receptions tie."""
+    fact = facts_of_group_receipt(replace(event, at_ms=event.at_ms or TIMES[0]), received_at_ms)[1]
+    assert isinstance(fact, GroupReceiptFact)
+    return GroupReceiptFact("group_g1", "delivered", fact.message_id, fact.at_ms, fact.received_at_ms)
+
+
+flag_facts = st.builds(_flag, group_receipts, received)
+group_steps = st.builds(_group_step, group_receipts, received)
+group_staircases = st.lists(group_steps, max_size=4).map(lambda facts: join_staircases((), tuple(facts)))
+
+
+@given(group_facts, group_facts, group_facts)
+def test_join_group_is_a_semilattice(a: GroupFact, b: GroupFact, c: GroupFact) -> None:
+    _assert_semilattice(join_group, a, b, c)
+
+
+@given(member_facts, member_facts, member_facts)
+def test_join_member_is_a_semilattice(a: MemberFact, b: MemberFact, c: MemberFact) -> None:
+    _assert_semilattice(join_member, a, b, c)
+
+
+@given(flag_facts, flag_facts, flag_facts)
+def test_join_flag_is_a_semilattice(a: GroupReceiptFlag, b: GroupReceiptFlag, c: GroupReceiptFlag) -> None:
+    _assert_semilattice(join_flag, a, b, c)
+
+
+@given(group_staircases, group_staircases, group_staircases)
+def test_join_of_group_aggregates_is_a_semilattice(
+    a: tuple[GroupReceiptFact, ...], b: tuple[GroupReceiptFact, ...], c: tuple[GroupReceiptFact, ...]
+) -> None:
+    """The timed aggregates no other dominates, whatever the order they came in (``join_receipt``)."""
+    _assert_semilattice(join_staircases, a, b, c)
+
+
+@given(group_steps, group_steps)
+def test_of_one_message_the_earlier_group_aggregate_is_kept(a: GroupReceiptFact, b: GroupReceiptFact) -> None:
+    if a.message_id != b.message_id:
+        b = GroupReceiptFact(b.conversation_id, b.kind, a.message_id, b.at_ms, b.received_at_ms)
+    (kept,) = join_receipt((a,), b)
+    assert (kept.at_ms, kept.received_at_ms) == min((a.at_ms, a.received_at_ms), (b.at_ms, b.received_at_ms))
+
+
+events: st.SearchStrategy[tuple[Event, int]] = st.tuples(
+    st.one_of(connections, messages_sent, receipts, message_changes, group_receipts, memberships), received
+)
 
 
 @given(st.lists(events, max_size=8), st.data())

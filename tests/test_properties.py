@@ -5,6 +5,10 @@ the contract's literal reading gives (``tests.oracle``: each event once, in time
 order). First on the pure core alone, over many histories; then through HTTP
 and SQL on each backend, with the deliveries posted concurrently so that group
 commit mixes them into shared transactions.
+
+The histories mix CometChat's two systems (contract §8, ``tests.support.histories``):
+messages and receipts in either format or both, edits and deletions, group
+aggregates, membership, and current-format connections with lost disconnects.
 """
 
 from __future__ import annotations
@@ -17,11 +21,25 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptMarked
+from presence.core.events import (
+    ConnectionChanged,
+    Event,
+    GroupReceiptMarked,
+    MembershipChanged,
+    MessageChanged,
+    MessageSent,
+    ReceiptKind,
+    ReceiptMarked,
+)
 from presence.core.facts import (
     Changes,
     changes_of,
+    group_receipt_at,
     is_live,
+    is_member,
+    join_flag,
+    join_group,
+    join_member,
     join_message,
     join_session,
     join_staircases,
@@ -36,7 +54,13 @@ from presence.http.app import create_app
 from tests.support.api import Api, make_settings
 from tests.support.databases import Databases
 from tests.support.histories import History, deliveries, histories
-from tests.support.oracle import expected_presence, expected_receipts, expected_watermarks, non_dominated_receipts
+from tests.support.oracle import (
+    expected_membership,
+    expected_presence,
+    expected_receipts,
+    expected_watermarks,
+    non_dominated_receipts,
+)
 from tests.support.state import dump
 
 #: When the first delivery arrived (each later one a millisecond later).
@@ -64,6 +88,16 @@ def _merge(into: Changes, batch: Changes) -> None:
         )
     for receipt_key, stairs in batch.receipts.items():
         into.receipts[receipt_key] = join_staircases(into.receipts.get(receipt_key, ()), stairs)
+    for aggregate_key, aggregates in batch.group_receipts.items():
+        into.group_receipts[aggregate_key] = join_staircases(into.group_receipts.get(aggregate_key, ()), aggregates)
+    for flag_key, flag in batch.group_flags.items():
+        current_flag = into.group_flags.get(flag_key)
+        into.group_flags[flag_key] = flag if current_flag is None else join_flag(current_flag, flag)
+    for guid, group in batch.groups.items():
+        into.groups[guid] = join_group(into.groups[guid], group) if guid in into.groups else group
+    for member_key, member in batch.members.items():
+        current_member = into.members.get(member_key)
+        into.members[member_key] = member if current_member is None else join_member(current_member, member)
 
 
 def _stored_receipts(state: Changes) -> set[tuple[str, str, str, int, int]]:
@@ -114,6 +148,8 @@ def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
             {"uid": uid, "delivered_at": _iso(t["delivered"]), "read_at": _iso(t["read"])}
             for uid, t in sorted(by_reader.items())
         ]
+        delivered_to_all, delivered_to_all_at = _group_receipt(state, message.conversation_id, "delivered", message_id)
+        read_by_all, read_by_all_at = _group_receipt(state, message.conversation_id, "read", message_id)
         answers[str(message_id)] = {
             "message_id": str(message_id),
             "conversation_id": message.conversation_id,
@@ -121,7 +157,41 @@ def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
             "receipts": rows,
             "delivered_count": len(rows),
             "read_count": sum(1 for row in rows if row["read_at"] is not None),
+            "edited_at": _iso(message.edited_at_ms),
+            "deleted_at": _iso(message.deleted_at_ms),
+            "delivered_to_all": delivered_to_all,
+            "delivered_to_all_at": _iso(delivered_to_all_at),
+            "read_by_all": read_by_all,
+            "read_by_all_at": _iso(read_by_all_at),
         }
+    return answers
+
+
+def _group_receipt(state: Changes, conversation_id: str, kind: ReceiptKind, message_id: int) -> tuple[bool, int | None]:
+    """``facts.group_receipt_at`` over the kinds that imply ``kind``: a read-by-all is a delivered-to-all."""
+
+    def sent_at(covered: int) -> int | None:
+        message = state.messages.get(covered)
+        return None if message is None else message.sent_at_ms
+
+    implied: tuple[ReceiptKind, ...] = ("delivered", "read") if kind == "delivered" else ("read",)
+    happened, times = False, []
+    for each in implied:
+        flags = [f for (c, k, _), f in state.group_flags.items() if (c, k) == (conversation_id, each)]
+        stairs = state.group_receipts.get((conversation_id, each), ())
+        covered, at = group_receipt_at(stairs, flags, sent_at, message_id)
+        happened |= covered
+        times += [] if at is None else [at]
+    return happened, min(times, default=None)
+
+
+def _membership_answers(state: Changes) -> dict[str, dict[str, Any]]:
+    answers: dict[str, dict[str, Any]] = {
+        guid: {"members": {}, "members_count": group.members_count} for guid, group in state.groups.items()
+    }
+    for (guid, uid), member in state.members.items():
+        if is_member(member.member, member.key, state.groups[guid].deleted_key):
+            answers[guid]["members"][uid] = member.joined_at_ms
     return answers
 
 
@@ -166,6 +236,10 @@ def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
         assert all(a < c and b < d for (a, b), (c, d) in itertools.pairwise(steps)), steps
     assert _receipt_answers(state) == expected_receipts(history.bodies)
     assert _watermark_answers(state) == expected_watermarks(history.bodies)
+    assert _membership_answers(state) == expected_membership(history.bodies)
+    for aggregates in state.group_receipts.values():
+        steps = [(step.message_id, step.at_ms) for step in aggregates]
+        assert all(a < c and b < d for (a, b), (c, d) in itertools.pairwise(steps)), steps
 
 
 async def _answers(databases: Databases, waves: list[list[dict[str, Any]]], history: History) -> Any:
@@ -197,39 +271,119 @@ def _in_time_order(bodies: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
             return event.at_ms, b""
         if isinstance(event, MessageSent):
             return event.sent_at_ms or 0, b""
+        if isinstance(event, MembershipChanged):
+            return event.at_ms, order_key(event)
+        if isinstance(event, MessageChanged | GroupReceiptMarked):
+            return event.at_ms or 0, b""
         return 0, b""
 
     return sorted(bodies, key=when)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), history=histories())
-async def test_http_any_order_any_repetition_gives_the_in_order_answer(
-    databases: Databases, data: st.DataObject, history: History
-) -> None:
-    """Through HTTP and SQL: shuffled, repeated, partly concurrent delivery answers as in order, and as the oracle."""
-    shuffled = data.draw(deliveries(history.bodies))
-    # Waves of 1 to 8 concurrent requests: group commit shares transactions within
-    # a wave, and successive waves meet the stored rows through the SQL upserts.
+#: Smaller histories through HTTP and SQL, where each costs two fresh databases and many requests.
+http_histories = histories(max_connection_events=8, max_messages=4, max_membership_events=2)
+
+#: The fields of ``GET /messages/{id}/receipts`` that contract §8 adds, stored by the database layer of issue 12.
+NEW_RECEIPT_FIELDS = (
+    "edited_at",
+    "deleted_at",
+    "delivered_to_all",
+    "delivered_to_all_at",
+    "read_by_all",
+    "read_by_all_at",
+)
+
+
+def _waves(data: st.DataObject, shuffled: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Waves of 1 to 8 concurrent requests: group commit shares transactions within a wave, and
+    successive waves meet the stored rows through the SQL upserts."""
     waves: list[list[dict[str, Any]]] = []
     start = 0
     while start < len(shuffled):
         size = data.draw(st.integers(1, 8), label="wave size")
         waves.append(shuffled[start : start + size])
         start += size
+    return waves
 
-    in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)
-    disordered = await _answers(databases, waves, history)
 
+def _expected(history: History) -> Any:
     presence = expected_presence(history.bodies)
     receipts = expected_receipts(history.bodies)
     watermarks = expected_watermarks(history.bodies)
-    expected = (
+    return (
         {uid: presence.get(uid) for uid in history.uids},
         {message_id: receipts.get(message_id) for message_id in history.message_ids},
         {conversation: watermarks.get(conversation) for conversation in history.conversation_ids},
         # The rows kept are exactly the receipts no other dominates: a wrong pruning shows here too.
         non_dominated_receipts(history.bodies),
     )
+
+
+def _undated_users(history: History) -> set[str]:
+    """The users whose newest connection event does not date the status (a current one, not flipped).
+
+    Their ``status_updated_at`` comes from an older event: the database needs the user's
+    ``status_updated_key`` for it (``facts.join_user``).
+    """
+    newest: dict[str, ConnectionChanged] = {}
+    for event in map(parse_event, history.bodies):
+        if isinstance(event, ConnectionChanged) and (
+            event.uid not in newest or order_key(event) > order_key(newest[event.uid])
+        ):
+            newest[event.uid] = event
+    return {uid for uid, event in newest.items() if not event.dates_status}
+
+
+def _without_new_columns(answers: Any, history: History) -> Any:
+    """``answers`` less what needs the new columns: the receipt fields of §8, and the
+    ``status_updated_at`` of the users whose newest event does not date their status."""
+    presence, receipts, watermarks, kept = answers
+    undated = _undated_users(history)
+    return (
+        {
+            uid: None if p is None else {k: v for k, v in p.items() if k != "status_updated_at" or uid not in undated}
+            for uid, p in presence.items()
+        },
+        {
+            message_id: None if r is None else {k: v for k, v in r.items() if k not in NEW_RECEIPT_FIELDS}
+            for message_id, r in receipts.items()
+        },
+        watermarks,
+        kept,
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), history=http_histories)
+async def test_http_any_order_any_repetition_gives_the_in_order_answer(
+    databases: Databases, data: st.DataObject, history: History
+) -> None:
+    """Through HTTP and SQL: shuffled, repeated, partly concurrent delivery answers as in order, and as the oracle.
+
+    Every field the stored model had before the current webhooks; the fields they add are the next test's.
+    """
+    waves = _waves(data, data.draw(deliveries(history.bodies)))
+
+    in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)
+    disordered = await _answers(databases, waves, history)
+
+    expected = _without_new_columns(_expected(history), history)
+    assert _without_new_columns(in_order, history) == expected
+    assert _without_new_columns(disordered, history) == expected
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), history=http_histories)
+async def test_http_current_formats_fields_any_order_any_repetition_give_the_in_order_answer(
+    databases: Databases, data: st.DataObject, history: History
+) -> None:
+    """The whole answers, with the fields of contract §8: ``edited_at``, ``deleted_at``, the group
+    aggregates, and the ``status_updated_at`` of a current event whose status did not flip."""
+    waves = _waves(data, data.draw(deliveries(history.bodies)))
+
+    in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)
+    disordered = await _answers(databases, waves, history)
+
+    expected = _expected(history)
     assert in_order == expected
     assert disordered == expected

@@ -1,16 +1,26 @@
 """The contract read literally, as a slow reference: what the answers must be.
 
-Presence (contract §3): apply each connection event once, in time order, to a
-dictionary of live sessions. Receipts (contract §4): the definition, computed
-over all receipts. This shares nothing with the service but the parser and the
-order of events with equal timestamps (the fixed tie rule).
+Presence (contract §3, §8): apply each connection event once, in time order, to a
+dictionary of live sessions. Receipts (contract §4, §8): the definition, computed
+over all receipts, edits, deletions and group aggregates. Membership (§8): each
+membership event once, in time order. This shares nothing with the service but the
+parser and the order of events with equal timestamps (the fixed tie rule).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from presence.core.events import ConnectionChanged, MessageSent, ReceiptMarked, Session
+from presence.core.events import (
+    ConnectionChanged,
+    Event,
+    GroupReceiptMarked,
+    MembershipChanged,
+    MessageChanged,
+    MessageSent,
+    ReceiptMarked,
+    Session,
+)
 from presence.core.facts import order_key
 from presence.core.parse import parse_event
 from presence.core.times import format_instant, ms_to_datetime
@@ -20,18 +30,44 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else format_instant(ms_to_datetime(ms))
 
 
+def _dating(event: ConnectionChanged, body: dict[str, Any]) -> tuple[bool, int | None]:
+    """Whether the event says when the status last changed, and what it says.
+
+    A legacy event gives its ``status_updated_at``; a current one dates the status to its own
+    time when its ``userPresenceChanged`` is true, and otherwise says nothing about it.
+    """
+    if event.format == "legacy":
+        return True, event.status_updated_at_ms
+    return body["data"].get("userPresenceChanged") is True, event.at_ms
+
+
 def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
-    events = [e for e in map(parse_event, bodies) if isinstance(e, ConnectionChanged)]
+    events: dict[ConnectionChanged, dict[str, Any]] = {}
+    for body in bodies:
+        event = parse_event(body)
+        if isinstance(event, ConnectionChanged):
+            events[event] = body
     users: dict[str, dict[str, Any]] = {}
     live: dict[str, dict[str, Session]] = {}
-    for event in sorted(set(events), key=order_key):
-        users[event.uid] = {
-            "status": event.status,
-            "status_updated_at": event.status_updated_at_ms,
-            "seen": event.at_ms,
-        }
+    # The tie rule as the contract states it (a disconnect beats a connect); the service's key for the rest.
+    for event in sorted(events, key=lambda e: (e.at_ms, e.kind == "disconnected", order_key(e))):
+        user = users.setdefault(event.uid, {"status_updated_at": None})
+        user["status"], user["seen"] = event.status, event.at_ms
+        dates, status_updated_at = _dating(event, events[event])
+        if dates:
+            user["status_updated_at"] = status_updated_at
         sessions = live.setdefault(event.uid, {})
-        if event.snapshot is not None:
+        if event.format == "current":
+            # No session id of CometChat's: the connection names itself. An offline user has none left.
+            platform, connected_at = event.session.platform, event.session.connected_at_ms
+            session = Session(f"{platform}:{connected_at}", None, platform, connected_at)
+            if event.status == "offline":
+                sessions.clear()
+            elif event.kind == "connected":
+                sessions[session.session_id] = session
+            else:
+                sessions.pop(session.session_id, None)
+        elif event.snapshot is not None:
             sessions.clear()
             sessions.update({s.session_id: s for s in event.snapshot})
         elif event.kind == "connected":
@@ -62,16 +98,36 @@ def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
     return answers
 
 
+def _group_aggregate(
+    aggregates: list[GroupReceiptMarked], sent_at: dict[int, int], message_id: int
+) -> tuple[bool, int | None]:
+    """§8: whether an aggregate covers the message (one for it or a later message), and the earliest time.
+
+    A timed aggregate gives its time; an untimed one the ``sentAt`` of the message it names, when known.
+    """
+    covering = [a for a in aggregates if a.message_id >= message_id]
+    times = [a.at_ms if a.at_ms is not None else sent_at.get(a.message_id) for a in covering]
+    return bool(covering), min((t for t in times if t is not None), default=None)
+
+
 def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     events = [parse_event(b) for b in bodies]
     sent = {e.message_id: e for e in events if isinstance(e, MessageSent) and e.tracked}
     receipts = [e for e in events if isinstance(e, ReceiptMarked)]
+    changes = [e for e in events if isinstance(e, MessageChanged)]
+    aggregates = [e for e in events if isinstance(e, GroupReceiptMarked)]
+    # What names a message without being it: receipts, aggregates, edits and deletions.
+    mentions: list[ReceiptMarked | GroupReceiptMarked | MessageChanged] = [*receipts, *aggregates, *changes]
     known: dict[int, tuple[str, str | None]] = {}
-    for r in receipts:
-        conversation, sender = known.get(r.message_id, (r.conversation_id, None))
-        known[r.message_id] = (conversation, sender or r.message_sender)
+    for m in mentions:
+        conversation, sender = known.get(m.message_id, (m.conversation_id, None))
+        named_sender = m.sender if isinstance(m, MessageChanged) else m.message_sender
+        known[m.message_id] = (conversation, sender or named_sender)
     for message_id, message in sent.items():
         known[message_id] = (message.conversation_id, message.sender)
+    # A message's own sentAt, from any event that carries it (the histories give each message one).
+    sent_at = {c.message_id: c.sent_at_ms for c in changes if c.sent_at_ms is not None}
+    sent_at.update({i: m.sent_at_ms for i, m in sent.items() if m.sent_at_ms is not None})
     answers = {}
     for message_id, (conversation, sender) in known.items():
         relevant = [
@@ -91,6 +147,12 @@ def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
                     "read_at": _iso(min(reads) if reads else None),
                 }
             )
+        edits = [c.at_ms for c in changes if c.message_id == message_id and c.kind == "edited"]
+        deletions = [c.at_ms for c in changes if c.message_id == message_id and c.kind == "deleted"]
+        of_group = [a for a in aggregates if a.conversation_id == conversation]
+        # Reading implies delivery: a read-by-all is a delivered-to-all too.
+        delivered_to_all, delivered_to_all_at = _group_aggregate(of_group, sent_at, message_id)
+        read_by_all, read_by_all_at = _group_aggregate([a for a in of_group if a.kind == "read"], sent_at, message_id)
         answers[str(message_id)] = {
             "message_id": str(message_id),
             "conversation_id": conversation,
@@ -98,6 +160,12 @@ def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
             "receipts": rows,
             "delivered_count": len(rows),
             "read_count": sum(1 for row in rows if row["read_at"] is not None),
+            "edited_at": _iso(max(edits, default=None)),
+            "deleted_at": _iso(min(deletions, default=None)),
+            "delivered_to_all": delivered_to_all,
+            "delivered_to_all_at": _iso(delivered_to_all_at),
+            "read_by_all": read_by_all,
+            "read_by_all_at": _iso(read_by_all_at),
         }
     return answers
 
@@ -106,8 +174,11 @@ def expected_watermarks(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...
     """Contract §6: per conversation, each reader's highest delivered and read id, and that receipt's time."""
     events = [parse_event(b) for b in bodies]
     receipts = [e for e in events if isinstance(e, ReceiptMarked)]
+    # A conversation is known once a message in it is: sent, or named by a receipt, an edit, an aggregate.
     conversations = {e.conversation_id for e in events if isinstance(e, MessageSent) and e.tracked}
-    conversations |= {r.conversation_id for r in receipts}
+    conversations |= {
+        e.conversation_id for e in events if isinstance(e, ReceiptMarked | MessageChanged | GroupReceiptMarked)
+    }
     answers = {}
     for conversation in conversations:
         mine = [r for r in receipts if r.conversation_id == conversation]
@@ -147,3 +218,26 @@ def non_dominated_receipts(
             for other in receipts
         )
     }
+
+
+def expected_membership(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+    """§8: per group, its members (uid: when the event that made them one happened) and CometChat's count.
+
+    Each membership event once, in time order: per member the newest event wins (at equal times a
+    removal beats an addition, the tie rule), a ``group_deleted`` ends every older membership, and
+    ``members_count`` is the newest group event's.
+    """
+    events: set[Event] = set(map(parse_event, bodies))
+    groups: dict[str, dict[str, Any]] = {}
+    changes = (e for e in events if isinstance(e, MembershipChanged))
+    for event in sorted(changes, key=lambda e: (e.at_ms, e.kind != "added", order_key(e))):
+        group = groups.setdefault(event.guid, {"members": {}})
+        group["members_count"] = event.members_count
+        if event.kind == "deleted":
+            group["members"].clear()
+        for uid in event.members:
+            if event.kind == "added":
+                group["members"][uid] = event.at_ms
+            else:
+                group["members"].pop(uid, None)
+    return groups
