@@ -407,6 +407,7 @@ BODIES: dict[str, st.SearchStrategy[Body]] = {
             "group_member_left",
             "group_member_kicked",
             "group_member_banned",
+            "group_member_removed",
             "group_deleted",
         )
     },

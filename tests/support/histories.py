@@ -165,6 +165,7 @@ MEMBERSHIP_TRIGGERS = (
     "group_member_left",
     "group_member_kicked",
     "group_member_banned",
+    "group_member_removed",
     "group_deleted",
 )
 #: How each message or receipt is sent: by one system, or by both (the same event twice).
