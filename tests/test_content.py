@@ -18,6 +18,7 @@ from presence.db.models import InboxEvent
 from presence.http.app import create_app
 from presence.settings import Settings
 from tests.support.api import Api
+from tests.support.oracle import NOTHING_CURRENT
 from tests.support.payloads import Body, connection, device, message
 from tests.support.state import dump
 
@@ -126,6 +127,7 @@ async def post_then_close(settings: Settings) -> None:
             "receipts": [],
             "delivered_count": 0,
             "read_count": 0,
+            **NOTHING_CURRENT,
         }
 
 

@@ -21,6 +21,7 @@ from presence.core.events import ConnectionChanged, Event, MessageSent, ReceiptM
 from presence.core.facts import (
     Changes,
     changes_of,
+    group_receipt_at,
     is_live,
     join_message,
     join_session,
@@ -121,8 +122,36 @@ def _receipt_answers(state: Changes) -> dict[str, dict[str, Any]]:
             "receipts": rows,
             "delivered_count": len(rows),
             "read_count": sum(1 for row in rows if row["read_at"] is not None),
+            **_current_facts(state, message_id),
         }
     return answers
+
+
+def _current_facts(state: Changes, message_id: int) -> dict[str, Any]:
+    """Contract §8's fields of the receipts answer, as ``facts.group_receipt_at`` defines them."""
+    message = state.messages[message_id]
+
+    def sent_at(named: int) -> int | None:
+        known = state.messages.get(named)
+        return None if known is None else known.sent_at_ms
+
+    aggregates = {}
+    for kind in ("delivered", "read"):
+        stairs = state.group_receipts.get((message.conversation_id, kind), ())
+        flags = [
+            f for f in state.group_flags.values() if (f.conversation_id, f.kind) == (message.conversation_id, kind)
+        ]
+        aggregates[kind] = group_receipt_at(stairs, flags, sent_at, message_id)
+    (delivered, delivered_at), (read, read_at) = aggregates["delivered"], aggregates["read"]
+    known = [t for t in (delivered_at, read_at) if t is not None]
+    return {
+        "edited_at": _iso(message.edited_at_ms),
+        "deleted_at": _iso(message.deleted_at_ms),
+        "delivered_to_all": delivered or read,  # reading implies delivery
+        "delivered_to_all_at": _iso(min(known, default=None)),
+        "read_by_all": read,
+        "read_by_all_at": _iso(read_at),
+    }
 
 
 def _watermark_answers(state: Changes) -> dict[str, dict[str, Any]]:
