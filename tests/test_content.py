@@ -21,6 +21,7 @@ from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import Api
 from tests.support.ignored_current import Sample, samples
+from tests.support.oracle import NOTHING_CURRENT
 from tests.support.payloads import Body, connection, device, message
 from tests.support.state import dump
 
@@ -129,6 +130,7 @@ async def post_then_close(settings: Settings) -> None:
             "receipts": [],
             "delivered_count": 0,
             "read_count": 0,
+            **NOTHING_CURRENT,
         }
 
 

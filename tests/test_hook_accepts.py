@@ -13,6 +13,7 @@ from presence.db.models import InboxEvent
 from presence.settings import Settings
 from tests.support import payloads, samples
 from tests.support.api import HOOK_AUTH, Api, serving
+from tests.support.oracle import NOTHING_CURRENT
 from tests.support.state import dump, inbox_count, state_tables
 
 CONVERSATION = "u-1_user_u-2"
@@ -87,6 +88,7 @@ async def test_a_tracked_message_becomes_known(api: Api) -> None:
         "receipts": [],
         "delivered_count": 0,
         "read_count": 0,
+        **NOTHING_CURRENT,
     }
 
 

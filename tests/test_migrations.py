@@ -179,3 +179,23 @@ async def test_revision_0002_backfills_what_intake_would_have_written(api: Api, 
 def without_reception(table: str, tables: dict[str, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
     position = [column.name for column in Base.metadata.tables[table].columns].index("received_at")
     return [row[:position] + row[position + 1 :] for row in tables[table]]
+
+
+async def test_revision_0005_backfills_the_status_dating_key_as_intake_would_have(api: Api, database_url: str) -> None:
+    """0005: every event before it was a legacy one, which dates its status: ``status_updated_key`` = ``status_key``."""
+    for uid, kind, at in [("amy", "connected", 1_795_256_130_000), ("bea", "disconnected", 1_795_256_140_000)]:
+        session = payloads.device(f"{uid}-1", connected_at=at)
+        await api.hook(
+            payloads.connection(uid, kind, at, session, connections=[session] if kind == "connected" else [])
+        )
+    written_by_intake = (await dump(database_url))["user_presence"]
+    assert len(written_by_intake) == 2
+
+    engine = create_async_engine(database_url)
+    try:
+        await downgrade(engine, "0004")
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+    assert (await dump(database_url))["user_presence"] == written_by_intake

@@ -283,16 +283,6 @@ def _in_time_order(bodies: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
 #: Smaller histories through HTTP and SQL, where each costs two fresh databases and many requests.
 http_histories = histories(max_connection_events=8, max_messages=4, max_membership_events=2)
 
-#: The fields of ``GET /messages/{id}/receipts`` that contract §8 adds, stored by the database layer of issue 12.
-NEW_RECEIPT_FIELDS = (
-    "edited_at",
-    "deleted_at",
-    "delivered_to_all",
-    "delivered_to_all_at",
-    "read_by_all",
-    "read_by_all_at",
-)
-
 
 def _waves(data: st.DataObject, shuffled: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Waves of 1 to 8 concurrent requests: group commit shares transactions within a wave, and
@@ -319,66 +309,15 @@ def _expected(history: History) -> Any:
     )
 
 
-def _undated_users(history: History) -> set[str]:
-    """The users whose newest connection event does not date the status (a current one, not flipped).
-
-    Their ``status_updated_at`` comes from an older event: the database needs the user's
-    ``status_updated_key`` for it (``facts.join_user``).
-    """
-    newest: dict[str, ConnectionChanged] = {}
-    for event in map(parse_event, history.bodies):
-        if isinstance(event, ConnectionChanged) and (
-            event.uid not in newest or order_key(event) > order_key(newest[event.uid])
-        ):
-            newest[event.uid] = event
-    return {uid for uid, event in newest.items() if not event.dates_status}
-
-
-def _without_new_columns(answers: Any, history: History) -> Any:
-    """``answers`` less what needs the new columns: the receipt fields of §8, and the
-    ``status_updated_at`` of the users whose newest event does not date their status."""
-    presence, receipts, watermarks, kept = answers
-    undated = _undated_users(history)
-    return (
-        {
-            uid: None if p is None else {k: v for k, v in p.items() if k != "status_updated_at" or uid not in undated}
-            for uid, p in presence.items()
-        },
-        {
-            message_id: None if r is None else {k: v for k, v in r.items() if k not in NEW_RECEIPT_FIELDS}
-            for message_id, r in receipts.items()
-        },
-        watermarks,
-        kept,
-    )
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), history=http_histories)
 async def test_http_any_order_any_repetition_gives_the_in_order_answer(
     databases: Databases, data: st.DataObject, history: History
 ) -> None:
-    """Through HTTP and SQL: shuffled, repeated, partly concurrent delivery answers as in order, and as the oracle.
-
-    Every field the stored model had before the current webhooks; the fields they add are the next test's.
-    """
-    waves = _waves(data, data.draw(deliveries(history.bodies)))
-
-    in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)
-    disordered = await _answers(databases, waves, history)
-
-    expected = _without_new_columns(_expected(history), history)
-    assert _without_new_columns(in_order, history) == expected
-    assert _without_new_columns(disordered, history) == expected
-
-
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data(), history=http_histories)
-async def test_http_current_formats_fields_any_order_any_repetition_give_the_in_order_answer(
-    databases: Databases, data: st.DataObject, history: History
-) -> None:
-    """The whole answers, with the fields of contract §8: ``edited_at``, ``deleted_at``, the group
-    aggregates, and the ``status_updated_at`` of a current event whose status did not flip."""
+    """Through HTTP and SQL: shuffled, repeated, partly concurrent delivery of histories mixing both
+    formats answers as in order, and as the oracle: the whole answers, with the fields of contract §8
+    (``edited_at``, ``deleted_at``, the group aggregates, the ``status_updated_at`` of a current event
+    whose status did not flip)."""
     waves = _waves(data, data.draw(deliveries(history.bodies)))
 
     in_order = await _answers(databases, [[body] for body in _in_time_order(history.bodies)], history)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import CompoundSelect, Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.core.events import Event
@@ -59,7 +59,11 @@ def _plan_rows(node: Mapping[str, Any]) -> int:
     return own + sum(_plan_rows(child) for child in node.get("Plans", ()))
 
 
-async def work(engine: AsyncEngine, statement: Select[*tuple[Any, ...]], parameters: Mapping[str, Any]) -> int:
+async def work(
+    engine: AsyncEngine,
+    statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]],
+    parameters: Mapping[str, Any],
+) -> int:
     """The work ``statement`` does: rows through its plan (PostgreSQL), VM instructions (SQLite)."""
     literal = _with_literals(statement, engine, parameters)
     if engine.dialect.name == "postgresql":
@@ -93,7 +97,11 @@ def _sqlite_steps(engine: AsyncEngine, run: Callable[[sqlite3.Connection], objec
     return steps
 
 
-def _with_literals(statement: Select[*tuple[Any, ...]], engine: AsyncEngine, parameters: Mapping[str, Any]) -> str:
+def _with_literals(
+    statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]],
+    engine: AsyncEngine,
+    parameters: Mapping[str, Any],
+) -> str:
     bound = statement.params(**parameters)
     return str(bound.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
 

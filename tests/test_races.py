@@ -193,3 +193,32 @@ async def test_receipts_that_dominate_each_other_in_concurrent_transactions_leav
         for engine in (first, second, observer):
             await engine.dispose()
         await postgres_databases.drop(url)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dominating_first", [True, False])
+async def test_group_aggregates_that_dominate_each_other_in_concurrent_transactions_leave_one_staircase(
+    postgres_databases: Databases, dominating_first: bool
+) -> None:
+    """PostgreSQL: as for receipts, a group's aggregates of one kind are serialized, by their lock row."""
+    url = await postgres_databases.fresh()
+    first, second, observer = (create_engine(make_settings(url)) for _ in range(3))
+    try:
+        base_s = BASE_MS // 1000
+        dominated = payloads.group_receipt("read", 5, guid="team", message_sender="writer", at=base_s + 10)
+        dominating = payloads.group_receipt("read", 7, guid="team", message_sender="writer", at=base_s + 8)
+        early, late = (dominating, dominated) if dominating_first else (dominated, dominating)
+        writer = Writer(first.dialect)
+        async with first.begin() as holder:
+            await writer.apply(holder, changes_of([(parse_event(early), RECEIVED_MS)]))
+            blocked = asyncio.create_task(_apply(second, [late]))
+            await _wait_until_blocked(observer)
+            assert not blocked.done()
+        await blocked
+        async with observer.connect() as connection:
+            rows = (await connection.execute(text("SELECT kind, message_id FROM group_receipt"))).all()
+        assert [tuple(row) for row in rows] == [("read", 7)]
+    finally:
+        for engine in (first, second, observer):
+            await engine.dispose()
+        await postgres_databases.drop(url)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
+from tests.support.oracle import NOTHING_CURRENT
 from tests.support.payloads import Body, message, receipt
 from tests.support.state import state_tables
 
@@ -59,6 +60,7 @@ def answer(
         "receipts": rows,
         "delivered_count": sum(1 for r in rows if r["delivered_at"] is not None),
         "read_count": sum(1 for r in rows if r["read_at"] is not None),
+        **NOTHING_CURRENT,
     }
 
 
@@ -323,6 +325,7 @@ async def test_a_known_message_without_receipts_has_an_empty_list(api: Api) -> N
         "receipts": [],
         "delivered_count": 0,
         "read_count": 0,
+        **NOTHING_CURRENT,
     }
 
 
@@ -350,4 +353,5 @@ async def test_delivered_and_read_counts(api: Api) -> None:
         ],
         "delivered_count": 3,
         "read_count": 2,
+        **NOTHING_CURRENT,
     }

@@ -6,6 +6,7 @@ import copy
 
 from tests.support import samples
 from tests.support.api import Api
+from tests.support.oracle import NOTHING_CURRENT
 
 
 async def test_connection_sample_gives_presence_with_both_devices(api: Api) -> None:
@@ -44,6 +45,7 @@ async def test_message_samples_give_receipts(api: Api) -> None:
         "receipts": [],
         "delivered_count": 0,
         "read_count": 0,
+        **NOTHING_CURRENT,
     }
 
     assert await api.hook(samples.DELIVERY_RECEIPT) == {"status": "accepted"}
@@ -62,4 +64,5 @@ async def test_message_samples_give_receipts(api: Api) -> None:
         ],
         "delivered_count": 1,
         "read_count": 1,
+        **NOTHING_CURRENT,
     }

@@ -23,7 +23,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ClauseElement, Delete, Dialect, Insert, Select, Update
+from sqlalchemy import ClauseElement, CompoundSelect, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -101,7 +101,9 @@ class CompiledQuery:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
-    def of(cls, statement: Select[*tuple[Any, ...]], dialect: Dialect) -> CompiledQuery:
+    def of(
+        cls, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]], dialect: Dialect
+    ) -> CompiledQuery:
         compiled, names = compile_positional(statement, dialect)
         required = {name for name, bind in compiled.binds.items() if bind.required}
         values = compiled.construct_params(dict.fromkeys(required))

@@ -105,6 +105,8 @@ class UserPresence(Base):
     status_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     last_seen_at: Mapped[datetime] = mapped_column(Instant())
     snapshot_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: The key of the newest event that dates the status; ``status_updated_at`` is that event's.
+    status_updated_key: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class UserSession(Base):
@@ -148,6 +150,9 @@ class Message(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Instant())
     #: When the service first received an event that named this message; retention goes by it.
     received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+    #: The latest edit known, and the deletion (the earliest time it is known by).
+    edited_at: Mapped[datetime | None] = mapped_column(Instant())
+    deleted_at: Mapped[datetime | None] = mapped_column(Instant())
 
 
 class Receipt(Base):
@@ -187,8 +192,91 @@ class ReceiptWatermark(Base):
     received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
 
 
+class GroupReceipt(Base):
+    """A group aggregate (delivered to all, read by all) no other of its kind dominates; see
+    ``facts.GroupReceiptFact``. Per conversation and kind the rows form a staircase, like ``receipt``'s."""
+
+    __tablename__ = "group_receipt"
+    __table_args__ = (
+        CheckConstraint("kind IN ('delivered', 'read')", name="kind"),
+        # The steps by time: where the run of steps a new aggregate dominates begins.
+        Index(None, "conversation_id", "kind", "at"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Instant())
+    #: When the service received the aggregate whose time this is; retention goes by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+
+
+class GroupReceiptLock(Base):
+    """One row per group conversation and kind, never read: only locked.
+
+    On PostgreSQL every writer of a conversation's group aggregates of one kind first upserts
+    this row, which serializes them as ``receipt_watermark``'s row serializes a reader's receipts
+    (docs/design.md, "Receipts"). Not state: a rebuild leaves it, retention keeps it.
+    """
+
+    __tablename__ = "group_receipt_lock"
+    __table_args__ = (CheckConstraint("kind IN ('delivered', 'read')", name="kind"),)
+
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class GroupReceiptFlag(Base):
+    """A group aggregate whose body gave no time; see ``facts.GroupReceiptFlag``."""
+
+    __tablename__ = "group_receipt_flag"
+    __table_args__ = (CheckConstraint("kind IN ('delivered', 'read')", name="kind"),)
+
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: When the service first received it; retention goes by it.
+    received_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+
+
+class ChatGroup(Base):
+    """A group as its newest membership event left it; see ``facts.GroupFact``."""
+
+    __tablename__ = "chat_group"
+
+    guid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: CometChat's own count, from the newest group event that gave one.
+    members_count: Mapped[int | None] = mapped_column(Integer)
+    #: The key of the newest ``group_deleted`` (empty if none): older memberships are over.
+    deleted_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class GroupMember(Base):
+    """The newest membership event about one user in one group; see ``facts.MemberFact``."""
+
+    __tablename__ = "group_member"
+    __table_args__ = (Index(None, "uid"),)
+
+    guid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    member: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="member"))
+    joined_at: Mapped[datetime | None] = mapped_column(Instant())
+
+
 #: The state tables, in the order a rebuild empties them (watermarks first, users last).
-STATE_MODELS: tuple[type[Base], ...] = (ReceiptWatermark, Receipt, Message, UserSession, UserPresence)
+STATE_MODELS: tuple[type[Base], ...] = (
+    ReceiptWatermark,
+    Receipt,
+    GroupReceipt,
+    GroupReceiptFlag,
+    Message,
+    GroupMember,
+    ChatGroup,
+    UserSession,
+    UserPresence,
+)
 
 
 def _checkpoint_of(model: type[Base]) -> Table:

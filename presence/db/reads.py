@@ -14,10 +14,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, true
+from sqlalchemy import Boolean, String, and_, bindparam, exists, func, literal, null, or_, select, true, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from presence.db.models import Instant, Message, Receipt, ReceiptWatermark, UserPresence, UserSession, table_of
+from presence.db.models import (
+    GroupReceipt,
+    GroupReceiptFlag,
+    Instant,
+    Message,
+    Receipt,
+    ReceiptWatermark,
+    UserPresence,
+    UserSession,
+    table_of,
+)
 
 _LIVE = and_(UserSession.live == true(), UserSession.signal_key >= UserPresence.snapshot_key)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -73,6 +83,14 @@ class MessageReceipts:
     conversation_id: str
     sender: str | None
     receipts: tuple[ReaderReceipt, ...]
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+    #: A group's aggregates (contract §8): whether one covers the message, and the earliest time
+    #: known; always false and ``None`` for a one-to-one message.
+    delivered_to_all: bool = False
+    delivered_to_all_at: datetime | None = None
+    read_by_all: bool = False
+    read_by_all_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,46 +284,145 @@ def _first_receipt_at(kind: str, reader: Any) -> Any:
     )
 
 
+def _first_group_receipt_at(kind: str) -> Any:
+    """The group's first timed aggregate of ``kind`` at or above the message: on its staircase, the earliest."""
+    step = table_of(GroupReceipt).alias(f"group_{kind}")
+    return (
+        select(step.c.at)
+        .where(step.c.conversation_id == Message.conversation_id, step.c.kind == kind, step.c.message_id >= Message.id)
+        .order_by(step.c.message_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _flagged(kind: str) -> Any:
+    """Whether an untimed aggregate of ``kind`` covers the message (one at or above it)."""
+    flag = table_of(GroupReceiptFlag).alias(f"flag_{kind}")
+    return exists().where(
+        flag.c.conversation_id == Message.conversation_id, flag.c.kind == kind, flag.c.message_id >= Message.id
+    )
+
+
+def _flagged_at(kind: str) -> Any:
+    """The earliest ``sentAt`` known of the messages the untimed aggregates covering the message name.
+
+    A range of the flags at or above the message: untimed aggregates are the exception (a body
+    without a time), and a flag is one row per aggregate, never one per message it covers.
+    """
+    flag = table_of(GroupReceiptFlag).alias(f"flag_{kind}_at")
+    named = table_of(Message).alias(f"flagged_{kind}")
+    return (
+        select(func.min(named.c.sent_at))
+        .select_from(flag)
+        .join(named, named.c.id == flag.c.message_id)
+        .where(flag.c.conversation_id == Message.conversation_id, flag.c.kind == kind, flag.c.message_id >= Message.id)
+        .scalar_subquery()
+    )
+
+
+def _nothing(type_: Any) -> Any:
+    return type_coerce(null(), type_)
+
+
 _READERS = _readers_of_the_message_conversation()
-#: A message and, for each reader of its conversation but its sender, the first delivery and read
-#: receipt at or above it: one query, two index seeks a reader (contract §4; the receipts of a reader
-#: form a staircase, docs/design.md). A message without readers has one row with a NULL reader; a
-#: reader with no receipt at or above the message has NULL times (:func:`receipts_from_rows` drops it).
-RECEIPTS_OF = (
+#: A message's own facts: one row with a NULL reader, evaluated once (not once per reader row).
+_MESSAGE_FACTS = select(
+    Message.conversation_id,
+    Message.sender,
+    _nothing(String()).label("uid"),
+    _nothing(Instant()).label("delivered_at"),
+    _nothing(Instant()).label("read_at"),
+    Message.edited_at,
+    Message.deleted_at,
+    _first_group_receipt_at("delivered").label("group_delivered_at"),
+    _flagged("delivered").label("flagged_delivered"),
+    _flagged_at("delivered").label("flagged_delivered_at"),
+    _first_group_receipt_at("read").label("group_read_at"),
+    _flagged("read").label("flagged_read"),
+    _flagged_at("read").label("flagged_read_at"),
+).where(Message.id == bindparam("message_id"))
+#: For each reader of the message's conversation but its sender, the first delivery and read
+#: receipt at or above it: two index seeks a reader (contract §4; the receipts of a reader form a
+#: staircase, docs/design.md). A reader with no receipt at or above the message has NULL times
+#: (:func:`receipts_from_rows` drops it).
+_READER_RECEIPTS = (
     select(
         Message.conversation_id,
         Message.sender,
         _READERS.c.uid,
         _first_receipt_at("delivered", _READERS.c.uid).label("delivered_at"),
         _first_receipt_at("read", _READERS.c.uid).label("read_at"),
+        _nothing(Instant()),
+        _nothing(Instant()),
+        _nothing(Instant()),
+        _nothing(Boolean()),
+        _nothing(Instant()),
+        _nothing(Instant()),
+        _nothing(Boolean()),
+        _nothing(Instant()),
     )
     .select_from(Message)
-    .outerjoin(
+    .join(
         _READERS,
         and_(_READERS.c.uid.is_not(None), or_(Message.sender.is_(None), _READERS.c.uid != Message.sender)),
     )
     .where(Message.id == bindparam("message_id"))
 )
+#: A message, its own facts and its readers' receipts, in one query: no rows for an unknown message.
+RECEIPTS_OF = _MESSAGE_FACTS.union_all(_READER_RECEIPTS)
 
 
 def receipts_from_rows(message_id: int, rows: Iterable[Sequence[Any]]) -> MessageReceipts | None:
     """A message's receipts from rows of :data:`RECEIPTS_OF`'s columns; ``None`` without rows.
 
-    Reading implies delivery: ``delivered_at`` is the earlier of the two.
+    Reading implies delivery: ``delivered_at`` is the earlier of the two, and a group's "read by
+    all" counts for "delivered to all" likewise (``facts.group_receipt_at`` says what each is).
     """
     found: MessageReceipts | None = None
     receipts: list[ReaderReceipt] = []
-    for conversation_id, sender, reader_uid, delivered_at, read_at in rows:
-        if found is None:
-            found = MessageReceipts(message_id, conversation_id, sender, ())
-        if reader_uid is None or (delivered_at is None and read_at is None):
+    for conversation_id, sender, reader_uid, delivered_at, read_at, *own in rows:
+        if reader_uid is None:
+            found = _message_of(message_id, conversation_id, sender, own)
             continue
-        delivered = (
-            delivered_at if read_at is None or (delivered_at is not None and delivered_at < read_at) else read_at
-        )
-        receipts.append(ReaderReceipt(uid=reader_uid, delivered_at=delivered, read_at=read_at))
+        if delivered_at is None and read_at is None:
+            continue
+        receipts.append(ReaderReceipt(uid=reader_uid, delivered_at=_earliest(delivered_at, read_at), read_at=read_at))
     receipts.sort(key=lambda receipt: receipt.uid)
     return None if found is None else replace(found, receipts=tuple(receipts))
+
+
+def _message_of(message_id: int, conversation_id: str, sender: str | None, own: Sequence[Any]) -> MessageReceipts:
+    """The message's own row of :data:`RECEIPTS_OF`: the columns after the reader's, as in :data:`_MESSAGE_FACTS`."""
+    (
+        edited_at,
+        deleted_at,
+        group_delivered_at,
+        flagged_delivered,
+        flagged_delivered_at,
+        group_read_at,
+        flagged_read,
+        flagged_read_at,
+    ) = own
+    read_by_all = group_read_at is not None or bool(flagged_read)
+    read_by_all_at = _earliest(group_read_at, flagged_read_at)
+    return MessageReceipts(
+        message_id,
+        conversation_id,
+        sender,
+        (),
+        edited_at=edited_at,
+        deleted_at=deleted_at,
+        delivered_to_all=read_by_all or group_delivered_at is not None or bool(flagged_delivered),
+        delivered_to_all_at=_earliest(group_delivered_at, flagged_delivered_at, read_by_all_at),
+        read_by_all=read_by_all,
+        read_by_all_at=read_by_all_at,
+    )
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    """The earliest of the known ``times``; ``None`` when none is known."""
+    return min((t for t in times if t is not None), default=None)
 
 
 async def receipts_of(connection: AsyncConnection, message_id: int) -> MessageReceipts | None:

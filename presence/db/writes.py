@@ -39,12 +39,28 @@ from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from presence.core.facts import Changes, MessageFact, ReceiptFact, SessionFact, UserFact, WatermarkFact
+from presence.core.facts import (
+    Changes,
+    GroupFact,
+    GroupReceiptFact,
+    MemberFact,
+    MessageFact,
+    ReceiptFact,
+    SessionFact,
+    UserFact,
+    WatermarkFact,
+)
+from presence.core.facts import GroupReceiptFlag as GroupReceiptFlagFact
 from presence.core.inbox import InboxRow
 from presence.db.driver import CompiledUpsert, Statement, execute, instant_encoder, moment_encoder
 from presence.db.models import (
     CHECKPOINT_TABLES,
     Base,
+    ChatGroup,
+    GroupMember,
+    GroupReceipt,
+    GroupReceiptFlag,
+    GroupReceiptLock,
     InboxEvent,
     Message,
     Receipt,
@@ -100,6 +116,13 @@ class Writer:
         self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
         self._receipt = CompiledUpsert(_receipt_insert(backend, table(Receipt)), dialect)
         self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect)
+        # The lock rows are not state: the checkpoint's writers take the same ones.
+        self._group_lock = CompiledUpsert(_lock_upsert(backend, table_of(GroupReceiptLock)), dialect)
+        self._group_receipt_prune = CompiledUpsert(_receipt_prune(table(GroupReceipt)), dialect)
+        self._group_receipt = CompiledUpsert(_receipt_insert(backend, table(GroupReceipt)), dialect)
+        self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect)
+        self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect)
+        self._member = CompiledUpsert(_member_upsert(backend, table(GroupMember)), dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
         """The inbox rows, then the joined facts, each table's rows in key order.
@@ -136,6 +159,24 @@ class Writer:
             receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
             statements.append(self._of(self._receipt_prune, receipts))
             statements.append(self._of(self._receipt, receipts))
+        if changes.group_receipts:
+            # The lock row of each staircase first, in key order: it serializes the writers of that
+            # staircase as the watermark rows serialize a reader's receipts.
+            locks = ({"conversation_id": c, "kind": k} for c, k in sorted(changes.group_receipts))
+            statements.append(self._of(self._group_lock, locks))
+            stairs = changes.group_receipts
+            steps = [_group_receipt_row(f, instant) for k in sorted(stairs) for f in stairs[k]]
+            statements.append(self._of(self._group_receipt_prune, steps))
+            statements.append(self._of(self._group_receipt, steps))
+        if changes.group_flags:
+            flags = (changes.group_flags[k] for k in sorted(changes.group_flags))
+            statements.append(self._of(self._group_flag, (_group_flag_row(f, instant) for f in flags)))
+        if changes.groups:
+            groups = (changes.groups[k] for k in sorted(changes.groups))
+            statements.append(self._of(self._group, (_group_row(f) for f in groups)))
+        if changes.members:
+            members = (changes.members[k] for k in sorted(changes.members))
+            statements.append(self._of(self._member, (_member_row(f, optional) for f in members)))
         return statements
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
@@ -155,17 +196,21 @@ def _user_upsert(dialect: Dialect, table: Table) -> Insert:
     statement = dialect.insert(table)
     new = statement.excluded
     newer_status = new.status_key > row.status_key
+    # facts.join_user: the status from the newest event, its time from the newest that dates it.
+    newer_dating = new.status_updated_key > row.status_updated_key
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.uid],
         set_={
             "status": case((newer_status, new.status), else_=row.status),
-            "status_updated_at": case((newer_status, new.status_updated_at), else_=row.status_updated_at),
+            "status_updated_at": case((newer_dating, new.status_updated_at), else_=row.status_updated_at),
             "status_key": dialect.greatest(new.status_key, row.status_key),
             "last_seen_at": dialect.greatest(new.last_seen_at, row.last_seen_at),
             "snapshot_key": dialect.greatest(new.snapshot_key, row.snapshot_key),
+            "status_updated_key": dialect.greatest(new.status_updated_key, row.status_updated_key),
         },
         where=or_(
             newer_status,
+            newer_dating,
             new.last_seen_at > row.last_seen_at,
             new.snapshot_key > row.snapshot_key,
         ),
@@ -217,24 +262,39 @@ def _message_upsert(dialect: Dialect, table: Table) -> Insert:
         ),
     )
     earlier = new.received_at < row.received_at
+    # The latest edit and the earliest deletion known; a known time beats none.
+    later_edit = _known_and(new.edited_at, row.edited_at, new.edited_at > row.edited_at)
+    earlier_deletion = _known_and(new.deleted_at, row.deleted_at, new.deleted_at < row.deleted_at)
     claimed = ("claim", "conversation_id", "sender", "sent_at")
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[row.id],
         set_={
             **{name: case((stronger, new[name]), else_=row[name]) for name in claimed},
             "received_at": case((earlier, new.received_at), else_=row.received_at),
+            "edited_at": case((later_edit, new.edited_at), else_=row.edited_at),
+            "deleted_at": case((earlier_deletion, new.deleted_at), else_=row.deleted_at),
         },
-        where=or_(stronger, earlier),
+        where=or_(stronger, earlier, later_edit, earlier_deletion),
     )
 
 
-def _same_reader(table: FromClause) -> ColumnElement[bool]:
-    """The rows of the reader, kind and conversation of the receipt bound as parameters."""
-    return and_(
-        table.c.conversation_id == bindparam("conversation_id"),
-        table.c.reader_uid == bindparam("reader_uid"),
-        table.c.kind == bindparam("kind"),
-    )
+def _known_and(new: ColumnElement[Any], stored: ColumnElement[Any], better: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``new`` is known and either nothing is stored or it is ``better`` than what is."""
+    return and_(new.is_not(None), or_(stored.is_(None), better))
+
+
+def _staircase(table: Table) -> tuple[str, ...]:
+    """The columns that name a staircase: the key less the message id.
+
+    ``receipt``: conversation, reader and kind; ``group_receipt``: conversation and kind. The
+    statements below serve both.
+    """
+    return tuple(column.name for column in table.primary_key.columns if column.name != "message_id")
+
+
+def _same_reader(table: FromClause, staircase: Sequence[str]) -> ColumnElement[bool]:
+    """The rows of the staircase (reader, kind and conversation) of the receipt bound as parameters."""
+    return and_(*(table.c[name] == bindparam(name) for name in staircase))
 
 
 def _receipt_prune(table: Table) -> Delete:
@@ -244,18 +304,19 @@ def _receipt_prune(table: Table) -> Delete:
     by the ``(…, at)`` index) up to the new message id. Bounding the scan by both ends touches only
     the rows deleted; ``message_id <= new`` alone would read every earlier step of the reader.
     """
+    staircase = _staircase(table)
     new_id: BindParameter[int] = bindparam("message_id")
     new_at: BindParameter[Any] = bindparam("at")
     first_later = table.alias("first_later")
     run_start = (
         select(first_later.c.message_id)
-        .where(_same_reader(first_later), first_later.c.at >= new_at)
+        .where(_same_reader(first_later, staircase), first_later.c.at >= new_at)
         .order_by(first_later.c.at)
         .limit(1)
         .scalar_subquery()
     )
     return delete(table).where(
-        _same_reader(table),
+        _same_reader(table, staircase),
         table.c.message_id >= run_start,
         table.c.message_id <= new_id,
         table.c.at >= new_at,
@@ -272,12 +333,13 @@ def _receipt_insert(dialect: Dialect, table: Table) -> Insert:
     watermark row, no stored row has the new message id and a later time, so the conflict clause
     never acts; it keeps the statement a join should that ever be untrue.
     """
-    columns = ("conversation_id", "reader_uid", "kind", "message_id", "at", "received_at")
+    staircase = _staircase(table)
+    columns = (*staircase, "message_id", "at", "received_at")
     values = [bindparam(name, type_=table.c[name].type) for name in columns]
     first_above = table.alias("first_above")
     earliest_above = (
         select(first_above.c.at)
-        .where(_same_reader(first_above), first_above.c.message_id >= bindparam("message_id"))
+        .where(_same_reader(first_above, staircase), first_above.c.message_id >= bindparam("message_id"))
         .order_by(first_above.c.message_id)
         .limit(1)
         .scalar_subquery()
@@ -288,12 +350,69 @@ def _receipt_insert(dialect: Dialect, table: Table) -> Insert:
     )
     row = table.c
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=[row.conversation_id, row.reader_uid, row.kind, row.message_id],
+        index_elements=[row[name] for name in (*staircase, "message_id")],
         set_={"at": statement.excluded.at, "received_at": statement.excluded.received_at},
         where=or_(
             statement.excluded.at < row.at,
             and_(statement.excluded.at == row.at, statement.excluded.received_at < row.received_at),
         ),
+    )
+
+
+def _lock_upsert(dialect: Dialect, table: Table) -> Insert:
+    """Take the lock of a staircase's row (made if new), changing nothing.
+
+    PostgreSQL locks the conflicting row of an ``INSERT … ON CONFLICT DO UPDATE`` even when its
+    ``WHERE`` holds for no row, and a concurrent insert of the same new key waits for the first
+    to commit; so the statements after this one run only once the transaction holds the lock.
+    """
+    row = table.c
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[row.conversation_id, row.kind],
+        set_={"kind": statement.excluded.kind},
+        where=false(),
+    )
+
+
+def _flag_upsert(dialect: Dialect, table: Table) -> Insert:
+    """``facts.join_flag``: the same aggregate received again keeps its first reception."""
+    row = table.c
+    statement = dialect.insert(table)
+    new = statement.excluded
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[row.conversation_id, row.kind, row.message_id],
+        set_={"received_at": new.received_at},
+        where=new.received_at < row.received_at,
+    )
+
+
+def _group_upsert(dialect: Dialect, table: Table) -> Insert:
+    """``facts.join_group``: the newest event's count, the newest deletion."""
+    row = table.c
+    statement = dialect.insert(table)
+    new = statement.excluded
+    newer = new.key > row.key
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[row.guid],
+        set_={
+            "key": dialect.greatest(new.key, row.key),
+            "members_count": case((newer, new.members_count), else_=row.members_count),
+            "deleted_key": dialect.greatest(new.deleted_key, row.deleted_key),
+        },
+        where=or_(newer, new.deleted_key > row.deleted_key),
+    )
+
+
+def _member_upsert(dialect: Dialect, table: Table) -> Insert:
+    """``facts.join_member``: the newest event about the member."""
+    row = table.c
+    statement = dialect.insert(table)
+    new = statement.excluded
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[row.guid, row.uid],
+        set_={name: new[name] for name in ("key", "member", "joined_at")},
+        where=new.key > row.key,
     )
 
 
@@ -321,6 +440,7 @@ def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[
         "status_key": fact.status_key,
         "last_seen_at": instant(fact.last_seen_at_ms),
         "snapshot_key": fact.snapshot_key,
+        "status_updated_key": fact.status_updated_key,
     }
 
 
@@ -350,6 +470,8 @@ def _message_row(
         "sender": fact.sender,
         "sent_at": optional(fact.sent_at_ms),
         "received_at": instant(fact.received_at_ms),
+        "edited_at": optional(fact.edited_at_ms),
+        "deleted_at": optional(fact.deleted_at_ms),
     }
 
 
@@ -362,4 +484,37 @@ def _mark_row(fact: ReceiptFact | WatermarkFact, instant: Callable[[int], Any]) 
         "message_id": fact.message_id,
         "at": instant(fact.at_ms),
         "received_at": instant(fact.received_at_ms),
+    }
+
+
+def _group_receipt_row(fact: GroupReceiptFact, instant: Callable[[int], Any]) -> dict[str, Any]:
+    return {
+        "conversation_id": fact.conversation_id,
+        "kind": fact.kind,
+        "message_id": fact.message_id,
+        "at": instant(fact.at_ms),
+        "received_at": instant(fact.received_at_ms),
+    }
+
+
+def _group_flag_row(fact: GroupReceiptFlagFact, instant: Callable[[int], Any]) -> dict[str, Any]:
+    return {
+        "conversation_id": fact.conversation_id,
+        "kind": fact.kind,
+        "message_id": fact.message_id,
+        "received_at": instant(fact.received_at_ms),
+    }
+
+
+def _group_row(fact: GroupFact) -> dict[str, Any]:
+    return {"guid": fact.guid, "key": fact.key, "members_count": fact.members_count, "deleted_key": fact.deleted_key}
+
+
+def _member_row(fact: MemberFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
+    return {
+        "guid": fact.guid,
+        "uid": fact.uid,
+        "key": fact.key,
+        "member": fact.member,
+        "joined_at": optional(fact.joined_at_ms),
     }

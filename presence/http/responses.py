@@ -120,6 +120,15 @@ class MessageReceipts(Shape, frozen=True):
     receipts: list[Receipt]
     delivered_count: Count
     read_count: Count
+    #: The latest edit known, the deletion; ``null`` when not known.
+    edited_at: Instant | None
+    deleted_at: Instant | None
+    #: A group's aggregates (contract §8), for this message and every earlier one of the group;
+    #: the time is the earliest known, ``null`` when none is. Always false for a one-to-one message.
+    delivered_to_all: bool
+    delivered_to_all_at: Instant | None
+    read_by_all: bool
+    read_by_all_at: Instant | None
 
 
 class ReaderWatermark(Shape, frozen=True):
@@ -222,6 +231,12 @@ def receipts_answer(message: reads.MessageReceipts) -> MessageReceipts:
         ],
         delivered_count=sum(1 for r in message.receipts if r.delivered_at is not None),
         read_count=sum(1 for r in message.receipts if r.read_at is not None),
+        edited_at=format_instant(message.edited_at),
+        deleted_at=format_instant(message.deleted_at),
+        delivered_to_all=message.delivered_to_all,
+        delivered_to_all_at=format_instant(message.delivered_to_all_at),
+        read_by_all=message.read_by_all,
+        read_by_all_at=format_instant(message.read_by_all_at),
     )
 
 

@@ -11,11 +11,11 @@ the same rows.
 - **Inbox rows** are not simply deleted: in the same transaction, the facts of the events they
   hold are joined into the checkpoint tables (:data:`presence.db.models.CHECKPOINT_TABLES`), so
   that ``presence rebuild`` can start from them and lose nothing the inbox no longer holds.
-- **Messages, receipts and watermarks** older than ``receipt_retention`` go, from the state and
-  from the checkpoint alike.
+- **Messages, receipts, watermarks and group aggregates** (timed and untimed) older than
+  ``receipt_retention`` go, from the state and from the checkpoint alike.
 - **Sessions** that have ended and whose last signal is older than ``receipt_retention`` go the
-  same way: a user's history stays for the window. A live session, and a user's presence, are
-  never expired.
+  same way: a user's history stays for the window. A live session, a user's presence, a group
+  and its members are never expired.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presence.db.driver import execute
 from presence.db.models import (
     CHECKPOINT_TABLES,
+    GroupReceipt,
+    GroupReceiptFlag,
     InboxEvent,
     Message,
     Receipt,
@@ -61,7 +63,7 @@ def expiries(settings: Settings, now: datetime) -> list[Expiry]:
     """What one pass deletes beside the inbox, at ``now``: the clock is passed in."""
     cutoff = now - settings.receipt_retention
     found = []
-    for model in (Receipt, ReceiptWatermark, Message, UserSession):
+    for model in (Receipt, ReceiptWatermark, GroupReceipt, GroupReceiptFlag, Message, UserSession):
         for table in (table_of(model), CHECKPOINT_TABLES[table_of(model).name]):
             expired = table.c.received_at < cutoff
             if model is UserSession:

@@ -25,6 +25,17 @@ from presence.core.facts import order_key
 from presence.core.parse import parse_event
 from presence.core.times import format_instant, ms_to_datetime
 
+#: What a receipts answer says of a message that no current-format event (contract §8) has spoken of:
+#: no edit, no deletion, no group aggregate.
+NOTHING_CURRENT: dict[str, Any] = {
+    "edited_at": None,
+    "deleted_at": None,
+    "delivered_to_all": False,
+    "delivered_to_all_at": None,
+    "read_by_all": False,
+    "read_by_all_at": None,
+}
+
 
 def _iso(ms: int | None) -> str | None:
     return None if ms is None else format_instant(ms_to_datetime(ms))
