@@ -102,16 +102,18 @@ class CompiledQuery:
 
     @classmethod
     def of(
-        cls, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]], dialect: Dialect
+        cls, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]] | Update, dialect: Dialect
     ) -> CompiledQuery:
+        """``statement``: a query, or an ``UPDATE … RETURNING`` (read for what it returns)."""
         compiled, names = compile_positional(statement, dialect)
+        columns = statement.exported_columns if isinstance(statement, Update) else statement.selected_columns
         required = {name for name, bind in compiled.binds.items() if bind.required}
         values = compiled.construct_params(dict.fromkeys(required))
         return cls(
             sql=str(compiled),
             names=names,
             defaults={name: value for name, value in values.items() if name not in required},
-            processors=tuple(result_processor(column.type, dialect) for column in statement.selected_columns),
+            processors=tuple(result_processor(column.type, dialect) for column in columns),
         )
 
     def parameters(self, **given: Any) -> tuple[Any, ...]:
