@@ -7,12 +7,19 @@ generated histories are in ``tests/test_change_properties.py``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from presence.db import changes
+from presence.db.models import Change, ChangeLog
+from presence.jobs import retention
+from presence.settings import Settings, SettingsError
 from tests.support import payloads
-from tests.support.api import Api
+from tests.support.api import Api, make_settings
 
 T0 = 1_763_720_000_000
 CONVERSATION = "u1_user_u2"
@@ -154,3 +161,63 @@ async def test_filters_and_pages(api: Api) -> None:
                 after = page["next_after"]
             assert seen == expected, (query, limit)
             assert after == everything[-1]["seq"]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+async def test_retention_prunes_changes_in_batches_and_an_older_cursor_is_410(
+    api: Api, database_url: str, batch: int
+) -> None:
+    for index in range(5):
+        await api.hook(_online(f"u{index}", T0))
+    recorded = datetime.now(UTC)
+    settings = make_settings(database_url).replace(retention_batch=batch, change_retention=timedelta(hours=1))
+    engine = create_async_engine(database_url)
+    try:
+        assert (await retention.run_pass(engine, settings, recorded + timedelta(minutes=30)))["change"] == 0
+        assert len(await _all(api)) == 5
+        assert (await retention.run_pass(engine, settings, recorded + timedelta(hours=2)))["change"] == 5
+        async with engine.connect() as connection:
+            assert await changes.horizon(connection) == (5, 5)
+            # Nothing older is left: pruned_through stays where it was, never lower.
+            assert await changes.prune(connection, recorded + timedelta(hours=2), limit=batch) == 0
+            assert await changes.horizon(connection) == (5, 5)
+    finally:
+        await engine.dispose()
+    for after in (0, 4):
+        body = await api.get_json(f"/changes?after={after}", status=410)
+        assert body["error"]["code"] == "cursor_expired"
+    assert await api.get_json("/changes?after=5") == {"changes": [], "next_after": 5}
+    await api.hook(_offline("u1", T0 + 1000))
+    page = await api.get_json("/changes?after=5")
+    assert [(c["seq"], c["uid"]) for c in page["changes"]] == [(6, "u1")]
+
+
+async def test_retention_keeps_what_is_younger_and_raises_the_horizon_to_what_it_deleted(database_url: str) -> None:
+    """Changes are pruned in ``seq`` order, only those recorded before the cutoff."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            old, young = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+            for seq, at in [(1, old), (2, old), (3, young)]:
+                row = {"seq": seq, "type": "presence", "uid": "u", "conversation_id": None, "recorded_at": at}
+                await connection.execute(insert(Change).values(**row, body="{}"))
+            await connection.execute(update(ChangeLog).values(last_seq=3))
+        async with engine.begin() as connection:
+            assert await changes.prune(connection, datetime(2026, 1, 2, tzinfo=UTC), limit=1) == 1
+            assert await changes.horizon(connection) == (1, 3)
+            assert await changes.prune(connection, datetime(2026, 1, 2, tzinfo=UTC), limit=10) == 1
+            assert await changes.horizon(connection) == (2, 3)
+            page = await changes.changes_after(connection, 2, limit=10)
+            assert [seq for seq, _ in page.changes] == [3]
+            with pytest.raises(changes.CursorExpired):
+                await changes.changes_after(connection, 1, limit=10)
+    finally:
+        await engine.dispose()
+
+
+def test_the_change_retention_setting() -> None:
+    assert Settings.from_env({}).change_retention == timedelta(hours=24)
+    assert Settings.from_env({"PRESENCE_CHANGE_RETENTION": "90m"}).change_retention == timedelta(minutes=90)
+    for bad in ("soon", "0h", "-1h"):
+        with pytest.raises(SettingsError, match="PRESENCE_CHANGE_RETENTION"):
+            Settings.from_env({"PRESENCE_CHANGE_RETENTION": bad})

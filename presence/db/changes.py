@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
-from sqlalchemy import Dialect, and_, bindparam, insert, select, update
+from sqlalchemy import Dialect, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.db.driver import CompiledQuery, CompiledUpsert, Query, Statement, Step, instant_encoder
@@ -169,3 +170,24 @@ async def changes_after(
 
 async def latest_seq(connection: AsyncConnection) -> int:
     return (await horizon(connection))[1]
+
+
+async def prune(connection: AsyncConnection, cutoff: datetime, *, limit: int) -> int:
+    """Delete the oldest changes recorded before ``cutoff``, at most about ``limit``; the rows deleted.
+
+    In ``seq`` order: the first ``limit`` changes recorded before ``cutoff``, and any lower ``seq``
+    still there. ``pruned_through`` rises to the highest ``seq`` deleted (it never falls), in the
+    same transaction and as its last statement, so the ``change_log`` row is locked only until the
+    commit: a cursor below it is told it expired (``410``) rather than silently missing changes.
+    """
+    oldest = select(_change.c.seq).where(_change.c.recorded_at < cutoff).order_by(_change.c.seq).limit(limit).subquery()
+    through = (await connection.execute(select(func.max(oldest.c.seq)))).scalar_one_or_none()
+    if through is None:
+        return 0
+    deleted = await connection.execute(delete(_change).where(_change.c.seq <= through))
+    await connection.execute(
+        update(_log)
+        .where(_log.c.id == 1)
+        .values(pruned_through=case((_log.c.pruned_through < through, through), else_=_log.c.pruned_through))
+    )
+    return deleted.rowcount or 0
