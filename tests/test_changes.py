@@ -7,19 +7,24 @@ generated histories are in ``tests/test_change_properties.py``.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db import changes
 from presence.db.models import Change, ChangeLog
+from presence.intake.accept import accept
+from presence.intake.committer import Committer
 from presence.jobs import retention
 from presence.settings import Settings, SettingsError
 from tests.support import payloads
 from tests.support.api import Api, make_settings
+from tests.support.databases import Databases
 
 T0 = 1_763_720_000_000
 CONVERSATION = "u1_user_u2"
@@ -221,3 +226,52 @@ def test_the_change_retention_setting() -> None:
     for bad in ("soon", "0h", "-1h"):
         with pytest.raises(SettingsError, match="PRESENCE_CHANGE_RETENTION"):
             Settings.from_env({"PRESENCE_CHANGE_RETENTION": bad})
+
+
+@pytest.mark.postgres
+async def test_racing_committers_never_let_a_reader_miss_a_change(postgres_databases: Databases) -> None:
+    """Two committers on one PostgreSQL database (two replicas' worth: each its own engine and several
+    transactions in flight) while a reader polls: a reader that has seen N never later finds a change
+    below N appear, so walking ``next_after`` misses none. A plain sequence fails this: a transaction
+    can take 10, another 11, and 11 commit first (docs/design.md, "The change feed")."""
+    url = await postgres_databases.fresh()
+    settings = make_settings(url).replace(commit_concurrency=4, commit_max_batch=4)
+    engines = [create_async_engine(url) for _ in range(3)]
+    committers = [Committer.for_settings(engine, settings) for engine in engines[:2]]
+    done = asyncio.Event()
+    seen: list[int] = []
+
+    async def poll() -> None:
+        after = 0
+        while True:
+            finished = done.is_set()
+            async with engines[2].connect() as connection:
+                page = await changes.changes_after(connection, after, limit=1000)
+            seen.extend(seq for seq, _ in page.changes)
+            after = page.next_after
+            if finished and not page.changes:
+                return
+
+    try:
+        for committer in committers:
+            await committer.start()
+        reader = asyncio.create_task(poll())
+        received = datetime(2026, 11, 21, tzinfo=UTC)
+        submissions = []
+        for n in range(800):
+            body = (_online if n // 40 % 2 == 0 else _offline)(f"u{n % 40}", T0 + n)
+            event = accept(orjson.dumps(body), received_at=received)
+            submissions.append(committers[(n * 7919) % 3 % 2].submit(event))
+        await asyncio.gather(*submissions)
+        done.set()
+        await reader
+        async with engines[2].connect() as connection:
+            last = await changes.latest_seq(connection)
+    finally:
+        for committer in committers:
+            await committer.close()
+        for engine in engines:
+            await engine.dispose()
+        await postgres_databases.drop(url)
+    assert last > 100, "the events must make many changes (some arrive after a newer one: no change)"
+    assert seen == list(range(1, last + 1))
