@@ -8,16 +8,20 @@ generated histories are in ``tests/test_change_properties.py``.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.db import changes
 from presence.db.models import Change, ChangeLog
+from presence.http.keys import COMMITTER
 from presence.intake.accept import accept
 from presence.intake.committer import Committer
 from presence.jobs import retention
@@ -275,3 +279,67 @@ async def test_racing_committers_never_let_a_reader_miss_a_change(postgres_datab
         await postgres_databases.drop(url)
     assert last > 100, "the events must make many changes (some arrive after a newer one: no change)"
     assert seen == list(range(1, last + 1))
+
+
+@pytest.mark.postgres
+async def test_two_replicas_on_one_user_never_record_the_same_state_twice(postgres_databases: Databases) -> None:
+    """Each transaction takes an advisory lock per uid before reading the user's presence: without it,
+    two replicas' transactions could both read the old state, and a stale event committed after a
+    newer one would record the newer state again (two consecutive changes alike)."""
+    url = await postgres_databases.fresh()
+    settings = make_settings(url).replace(commit_concurrency=4, commit_max_batch=2)
+    engines = [create_async_engine(url) for _ in range(2)]
+    committers = [Committer.for_settings(engine, settings) for engine in engines]
+    bodies = [(_online if n // 3 % 2 else _offline)(f"u{n % 3}", T0 + n // 3) for n in range(300)]
+    order = [*range(300), *range(300)]
+    random.Random(13).shuffle(order)
+    try:
+        for committer in committers:
+            await committer.start()
+        received = datetime(2026, 11, 21, tzinfo=UTC)
+        await asyncio.gather(
+            *(
+                committers[index % 2].submit(accept(orjson.dumps(bodies[n]), received_at=received))
+                for index, n in enumerate(order)
+            )
+        )
+        async with engines[0].connect() as connection:
+            page = await changes.changes_after(connection, 0, limit=1000)
+    finally:
+        for committer in committers:
+            await committer.close()
+        for engine in engines:
+            await engine.dispose()
+        await postgres_databases.drop(url)
+    by_user: dict[str, list[Any]] = {}
+    for _, text in page.changes:
+        change = orjson.loads(text)
+        presence = change["presence"]
+        by_user.setdefault(change["uid"], []).append((presence["status"], presence["connections"]))
+    assert sorted(by_user) == ["u0", "u1", "u2"]
+    for uid, views in by_user.items():
+        assert all(a != b for a, b in itertools.pairwise(views)), (uid, views)
+
+
+async def test_the_committer_tells_listeners_the_last_seq_and_the_metrics_count_changes(
+    api: Api,
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    assert client.app is not None
+    committer = client.app[COMMITTER]
+    heard: list[int] = []
+    stop = committer.on_changes(heard.append)
+    assert committer.last_seq == 0
+    await api.hook(_online("u1", T0))
+    await api.hook(_online("u1", T0))  # repeated: nothing recorded, nobody told
+    await api.hook(payloads.message(10, CONVERSATION, "u1", receiver="u2"))
+    await api.hook(_read(10, T0 + 5000))
+    assert heard == [1, 2]
+    assert committer.last_seq == 2
+    stop()
+    await api.hook(_offline("u1", T0 + 1000))
+    assert heard == [1, 2]
+    assert committer.last_seq == 3
+    metrics = await (await api.get("/metrics")).text()
+    assert 'presence_changes_total{type="presence"} 2.0' in metrics
+    assert 'presence_changes_total{type="receipt"} 1.0' in metrics
