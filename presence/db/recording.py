@@ -186,7 +186,7 @@ class BatchRecording:
             return []
 
         def keep(rows: list[tuple[Any, ...]]) -> list[Step]:
-            self._presences_before = _views(reads.presences_from_rows(rows))
+            self._presences_before = _views(rows)
             return []
 
         return [self._read(self._recording._presences, self._users, keep)]
@@ -228,8 +228,13 @@ class BatchRecording:
         recording = self._recording
 
         def users(rows: list[tuple[Any, ...]]) -> None:
-            after = reads.presences_from_rows(rows)
-            for uid in decide.changed_presences(self._presences_before, _views(after)):
+            changed = decide.changed_presences(self._presences_before, _views(rows))
+            if not changed:
+                return
+            # The answers only of the users that changed: most of a busy batch's users did not.
+            picked = set(changed)
+            after = reads.presences_from_rows(row for row in rows if row[0] in picked)
+            for uid in changed:
                 found.append(
                     NewChange("presence", uid, None, presence_change_body(uid, self._user_at[uid], after[uid]))
                 )
@@ -303,8 +308,19 @@ def _then(
     return step
 
 
-def _views(presences: dict[str, reads.Presence]) -> dict[str, tuple[str, frozenset[Hashable]]]:
-    return {uid: decide.presence_view(p.status, p.connections) for uid, p in presences.items()}
+def _views(rows: Iterable[Sequence[Any]]) -> dict[str, tuple[str, frozenset[Hashable]]]:
+    """Each user's :func:`presence.core.changes.presence_view` from rows of ``reads.presences_where``'s columns."""
+    statuses: dict[str, str] = {}
+    connections: dict[str, list[Hashable]] = {}
+    for row in rows:
+        uid = row[0]
+        if uid not in statuses:
+            statuses[uid] = row[1]
+            connections[uid] = []
+        if row[4] is not None:
+            # The connection as the answer shows it: session, device, platform, connected_at.
+            connections[uid].append(tuple(row[4:8]))
+    return {uid: decide.presence_view(status, connections[uid]) for uid, status in statuses.items()}
 
 
 def change_types(changes: Iterable[NewChange]) -> dict[ChangeType, int]:
