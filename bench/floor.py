@@ -1,6 +1,6 @@
 """What SQLite itself costs per event: the floor under SQLite intake on one core.
 
-    .venv/bin/python bench/floor.py [--events N] [--batch B]
+    .venv/bin/python bench/floor.py [--events N] [--batch B] [--record]
 
 Runs the benchmark's workload through the service's own pure path (``accept``,
 the facts of a batch, ``Writer.statements``), then times only the part the
@@ -11,6 +11,9 @@ migrated SQLite file with the service's pragmas (WAL, ``synchronous=FULL``).
 It prints the CPU time (user + system, fsync included) per event of that part,
 and of the pure path before it. ``docs/benchmarks.md`` divides a bare aiohttp
 request's CPU time by the sum to bound what intake can reach on one core.
+``--record`` derives and stores the change feed's changes as intake does
+(``Writer.steps`` with a ``ChangeSink``: the reads before and after the writes,
+the numbering); the reads' Python runs inside the timed database part.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from datetime import UTC, datetime
 
 from bench import workload
 from presence.core.facts import changes_of
-from presence.db.driver import Statement
+from presence.db.driver import Step, execute_sqlite
 from presence.db.engine import create_engine
+from presence.db.recording import ChangeSink
 from presence.db.schema import upgrade
 from presence.db.writes import Writer
 from presence.intake.accept import accept
@@ -57,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--record", action="store_true", help="record changes, as intake does")
     args = parser.parse_args()
 
     bodies = workload.generate(events=args.events).bodies
@@ -66,27 +71,28 @@ def main() -> None:
 
         started = cpu_seconds()
         received = datetime.now(UTC)
-        batches: list[list[Statement]] = []
+        batches: list[list[Step]] = []
         for start in range(0, len(bodies), args.batch):
             accepted = [accept(raw, received_at=received) for raw in bodies[start : start + args.batch]]
             changes = changes_of((item.event, item.received_at_ms) for item in accepted)
-            batches.append(writer.statements([item.inbox for item in accepted], changes))
+            sink = ChangeSink(recorded_at_ms=int(received.timestamp() * 1000)) if args.record else None
+            batches.append(writer.steps([item.inbox for item in accepted], changes, record=sink))
         pure = cpu_seconds() - started
 
         connection = sqlite3.connect(path, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         started, wall = cpu_seconds(), time.perf_counter()
-        for statements in batches:
+        for steps in batches:
             connection.execute("BEGIN IMMEDIATE")
-            for statement in statements:
-                connection.executemany(statement.sql, statement.rows)
+            execute_sqlite(connection, steps)
             connection.execute("COMMIT")
         database, wall = cpu_seconds() - started, time.perf_counter() - wall
         connection.close()
 
     count = len(bodies)
-    print(f"{count:,} events in batches of {args.batch}, SQLite {sqlite3.sqlite_version}, synchronous=FULL")
+    recording = ", changes recorded" if args.record else ""
+    print(f"{count:,} events in batches of {args.batch}, SQLite {sqlite3.sqlite_version}, synchronous=FULL{recording}")
     print(f"pure path (accept, facts, statements): {pure / count * 1e6:6.1f} us CPU per event")
     print(
         f"SQLite (executemany, COMMIT, fsync):   {database / count * 1e6:6.1f} us CPU per event "

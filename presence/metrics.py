@@ -66,6 +66,12 @@ class Metrics:
             ["table"],
             registry=self.registry,
         )
+        self.changes = Counter(
+            "presence_changes",
+            "Changes recorded (contract §9), by type (presence, receipt, group_receipt), once committed.",
+            ["type"],
+            registry=self.registry,
+        )
         self.users_online = Gauge(
             "presence_users_online",
             "Users whose newest status is online (read when scraped).",

@@ -114,6 +114,8 @@ class Settings:
     inbox_retention: timedelta = timedelta(days=7)
     #: Messages, receipts and watermarks older than this are deleted in the background.
     receipt_retention: timedelta = timedelta(days=90)
+    #: Changes (contract §9) recorded longer ago than this are deleted; an older cursor is ``410``.
+    change_retention: timedelta = timedelta(hours=24)
     #: Seconds between two retention passes.
     retention_interval: float = 60.0
     #: Rows deleted per retention transaction: small enough never to hold up intake.
@@ -178,6 +180,7 @@ class Settings:
             max_clock_skew=reader.duration("MAX_CLOCK_SKEW", defaults.max_clock_skew),
             inbox_retention=reader.duration("INBOX_RETENTION", defaults.inbox_retention),
             receipt_retention=reader.duration("RECEIPT_RETENTION", defaults.receipt_retention),
+            change_retention=reader.duration("CHANGE_RETENTION", defaults.change_retention),
             retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
             retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
             inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),

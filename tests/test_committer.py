@@ -13,7 +13,7 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from presence.db.driver import Statement
+from presence.db.driver import Statement, Step
 from presence.db.engine import create_engine
 from presence.db.transactions import SqliteTransactions
 from presence.db.writes import Writer
@@ -39,8 +39,10 @@ class GatedTransactions:
     async def start(self) -> None:
         pass
 
-    async def run(self, statements: Sequence[Statement]) -> None:
-        self.inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
+    async def run(self, statements: Sequence[Step]) -> None:
+        self.inbox_rows += sum(
+            len(s.rows) for s in statements if isinstance(s, Statement) and s.sql.startswith("INSERT INTO inbox_event")
+        )
         self.running += 1
         self.most = max(self.most, self.running)
         try:
@@ -120,7 +122,7 @@ class SlowTransactions:
     async def start(self) -> None:
         pass
 
-    async def run(self, statements: Sequence[Statement]) -> None:
+    async def run(self, statements: Sequence[Step]) -> None:
         await asyncio.sleep(self.seconds)
         self.committed += 1
 
@@ -184,11 +186,12 @@ class RefusingTransactions:
     async def start(self) -> None:
         pass
 
-    async def run(self, statements: Sequence[Statement]) -> None:
+    async def run(self, statements: Sequence[Step]) -> None:
         self.runs += 1
-        if any("u-bad" in repr(statement.rows) for statement in statements):
+        writes = [statement for statement in statements if isinstance(statement, Statement)]
+        if any("u-bad" in repr(statement.rows) for statement in writes):
             raise sqlite3.IntegrityError("refused for the test")
-        self.committed_inbox_rows += sum(len(s.rows) for s in statements if s.sql.startswith("INSERT INTO inbox_event"))
+        self.committed_inbox_rows += sum(len(s.rows) for s in writes if s.sql.startswith("INSERT INTO inbox_event"))
 
     async def probe(self) -> None:
         pass

@@ -27,8 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.facts import Changes
 from presence.core.inbox import InboxRow
-from presence.db.driver import Statement
+from presence.db.driver import Step
 from presence.db.engine import create_engine
+from presence.db.recording import ChangeSink
 from presence.db.writes import Writer
 from presence.intake.importer import REJECTIONS_KEPT, ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.settings import Settings
@@ -289,16 +290,16 @@ async def test_an_oversized_line_is_rejected_as_hook_would(engine: AsyncEngine, 
 MARKER = "the-database-refuses-this"
 
 
-def failing_statements(error: Exception, *, when: list[bool]) -> Any:
-    """A Writer.statements that raises ``error`` for a batch holding a row with MARKER (while ``when[0]``)."""
-    original = Writer.statements
+def failing_steps(error: Exception, *, when: list[bool]) -> Any:
+    """A Writer.steps that raises ``error`` for a batch holding a row with MARKER (while ``when[0]``)."""
+    original = Writer.steps
 
-    def statements(self: Writer, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
+    def steps(self: Writer, inbox: Sequence[InboxRow], changes: Changes, *, record: ChangeSink | None) -> list[Step]:
         if any(MARKER in row.body for row in inbox) and when[0]:
             raise error
-        return original(self, inbox, changes)
+        return original(self, inbox, changes, record=record)
 
-    return statements
+    return steps
 
 
 async def refuse_marker(engine: AsyncEngine) -> None:
@@ -349,7 +350,7 @@ async def test_an_outage_stops_the_import_and_importing_again_completes_it(
     lines[20] = user_line(MARKER)
     outage = [True]
     monkeypatch.setattr(
-        Writer, "statements", failing_statements(exc.OperationalError("BEGIN", {}, Exception("gone")), when=outage)
+        Writer, "steps", failing_steps(exc.OperationalError("BEGIN", {}, Exception("gone")), when=outage)
     )
     small = settings.replace(commit_max_batch=2)
 

@@ -199,3 +199,21 @@ async def test_revision_0005_backfills_the_status_dating_key_as_intake_would_hav
         await engine.dispose()
 
     assert (await dump(database_url))["user_presence"] == written_by_intake
+
+
+async def test_revision_0006_starts_the_change_feed_empty_and_intake_counts_from_1(api: Api, database_url: str) -> None:
+    """0006: the change tables, and the one ``change_log`` row at 0; intake numbers from 1 after it."""
+    engine = create_async_engine(database_url)
+    try:
+        await downgrade(engine, "0005")
+        assert "change" not in await snapshot(engine)
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    tables = await dump(database_url)
+    assert (tables["change"], tables["change_log"]) == ([], [(1, 0, 0)])
+    session = payloads.device("s1", connected_at=1_795_256_130_000)
+    await api.hook(payloads.connection("amy", "connected", 1_795_256_130_000, session, connections=[session]))
+    tables = await dump(database_url)
+    assert [row[0] for row in tables["change"]] == [1]
+    assert tables["change_log"] == [(1, 1, 0)]

@@ -31,7 +31,7 @@ async def _counts(url: str) -> dict[str, int]:
 
 def _nothing(**counts: int) -> dict[str, int]:
     """A pass's answer: every table retention works on, 0 unless given."""
-    tables = ["inbox_event"]
+    tables = ["inbox_event", "change"]
     for name in ("receipt", "receipt_watermark", "group_receipt", "group_receipt_flag", "message", "user_session"):
         tables += [name, f"checkpoint_{name}"]
     return {table: counts.get(table, 0) for table in tables}

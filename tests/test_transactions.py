@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from presence.db.driver import Statement
+from presence.db.driver import Step
 from presence.db.transactions import SqliteTransactions
 
 #: Longer than any wait below: a gate that is never opened fails the test instead of hanging it.
@@ -26,7 +26,7 @@ class GatedWriter(SqliteTransactions):
         self.gates = [threading.Event() for _ in range(gates)]
         self.started = 0
 
-    def _transaction(self, statements: Sequence[Statement]) -> None:
+    def _transaction(self, statements: Sequence[Step]) -> None:
         gate = self.gates[self.started]
         self.started += 1
         assert gate.wait(GATE_LIMIT)

@@ -15,6 +15,7 @@ and ``tests/test_inline.py`` check both ways).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,16 +102,18 @@ class CompiledQuery:
 
     @classmethod
     def of(
-        cls, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]], dialect: Dialect
+        cls, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]] | Update, dialect: Dialect
     ) -> CompiledQuery:
+        """``statement``: a query, or an ``UPDATE … RETURNING`` (read for what it returns)."""
         compiled, names = compile_positional(statement, dialect)
+        columns = statement.exported_columns if isinstance(statement, Update) else statement.selected_columns
         required = {name for name, bind in compiled.binds.items() if bind.required}
         values = compiled.construct_params(dict.fromkeys(required))
         return cls(
             sql=str(compiled),
             names=names,
             defaults={name: value for name, value in values.items() if name not in required},
-            processors=tuple(result_processor(column.type, dialect) for column in statement.selected_columns),
+            processors=tuple(result_processor(column.type, dialect) for column in columns),
         )
 
     def parameters(self, **given: Any) -> tuple[Any, ...]:
@@ -129,10 +132,42 @@ class CompiledQuery:
         return converted
 
 
-async def execute(connection: AsyncConnection, statements: Sequence[Statement]) -> None:
-    """Run ``statements`` through SQLAlchemy's connection, as the driver's own SQL."""
-    for statement in statements:
-        await connection.exec_driver_sql(statement.sql, statement.rows)
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A read inside a write transaction, and the steps that follow from its rows.
+
+    ``then`` is plain code over plain values (the rows as ``query`` converts them): what to
+    write next is decided in Python, the same on both backends, between two statements of
+    one transaction. The change feed reads what a batch's writes left this way.
+    """
+
+    query: CompiledQuery
+    params: tuple[Any, ...]
+    then: Callable[[list[tuple[Any, ...]]], Sequence[Step]]
+
+
+#: What a write transaction is made of, run in order.
+Step = Statement | Query
+
+
+async def execute(connection: AsyncConnection, steps: Sequence[Step]) -> None:
+    """Run ``steps`` through SQLAlchemy's connection, as the driver's own SQL."""
+    for step in steps:
+        if isinstance(step, Statement):
+            await connection.exec_driver_sql(step.sql, step.rows)
+        else:
+            result = await connection.exec_driver_sql(step.query.sql, step.params)
+            await execute(connection, step.then(step.query.convert(result.fetchall())))
+
+
+def execute_sqlite(connection: sqlite3.Connection, steps: Sequence[Step]) -> None:
+    """Run ``steps`` on a raw ``sqlite3`` connection (the writer thread's)."""
+    for step in steps:
+        if isinstance(step, Statement):
+            connection.executemany(step.sql, step.rows)
+        else:
+            rows = connection.execute(step.query.sql, step.params).fetchall()
+            execute_sqlite(connection, step.then(step.query.convert(rows)))
 
 
 def instant_encoder(dialect: Dialect) -> Callable[[int], Any]:

@@ -265,6 +265,57 @@ class GroupMember(Base):
     joined_at: Mapped[datetime | None] = mapped_column(Instant())
 
 
+class Change(Base):
+    """One change of what the query API answers (contract §9), in commit order.
+
+    ``body`` is the change as the API shows it, less its ``seq`` (``presence.db.changes``
+    puts that in front). ``uid`` and ``conversation_id`` are what ``GET /changes`` filters by.
+    """
+
+    __tablename__ = "change"
+    __table_args__ = (
+        CheckConstraint("type IN ('presence', 'receipt', 'group_receipt')", name="type"),
+        Index(None, "uid", "seq"),
+        Index(None, "conversation_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(16))
+    uid: Mapped[str | None] = mapped_column(identifier(MAX_ID_LENGTH))
+    conversation_id: Mapped[str | None] = mapped_column(identifier(MAX_CONVERSATION_LENGTH))
+    #: When the transaction that recorded it ran; retention goes by it.
+    recorded_at: Mapped[datetime] = mapped_column(Instant(), index=True)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class ChangeLog(Base):
+    """One row: the highest ``seq`` assigned, and the highest pruned.
+
+    Every transaction that records changes takes its ``seq`` numbers by updating this row as its
+    last statement before commit; the row's lock is held until the commit, so numbers are taken
+    in commit order and never skipped (a rolled-back transaction gives its numbers back).
+    """
+
+    __tablename__ = "change_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    #: Every change at or below it has been pruned: a cursor below it is ``410 cursor_expired``.
+    pruned_through: Mapped[int] = mapped_column(BigInteger)
+
+
+class ForwardState(Base):
+    """One row: how far the changes have been forwarded to the app, and which replica holds the lease."""
+
+    __tablename__ = "forward_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: Every change at or below it has been delivered (``None``: forwarding never started).
+    delivered_through: Mapped[int | None] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column(Instant())
+
+
 #: The state tables, in the order a rebuild empties them (watermarks first, users last).
 STATE_MODELS: tuple[type[Base], ...] = (
     ReceiptWatermark,

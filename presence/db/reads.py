@@ -14,7 +14,22 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, String, and_, bindparam, exists, func, literal, null, or_, select, true, type_coerce
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.db.models import (
@@ -129,6 +144,11 @@ PRESENCE_OF = _WITH_LIVE_SESSIONS.where(UserPresence.uid == bindparam("uid")).or
 _PRESENCES_OF = _WITH_LIVE_SESSIONS.where(UserPresence.uid.in_(bindparam("uids", expanding=True))).order_by(
     UserPresence.uid, *_CONNECTION_ORDER
 )
+
+
+def presences_where(condition: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
+    """The columns of :data:`PRESENCE_OF` for the users ``condition`` picks, by uid (the change feed's reads)."""
+    return _WITH_LIVE_SESSIONS.where(condition).order_by(UserPresence.uid, *_CONNECTION_ORDER)
 
 
 def presences_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Presence]:

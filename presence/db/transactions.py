@@ -33,7 +33,7 @@ from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.driver import Statement, execute
+from presence.db.driver import Step, execute, execute_sqlite
 from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
 from presence.db.failures import Failure, classify, needs_new_connection
 from presence.settings import Settings
@@ -48,7 +48,7 @@ class Transactions(Protocol):
     async def start(self) -> None:
         """Get ready before the first transaction; never raises (the first ``run`` will)."""
 
-    async def run(self, statements: Sequence[Statement]) -> None:
+    async def run(self, statements: Sequence[Step]) -> None:
         """Execute ``statements`` in one transaction and commit it; raise if it did not commit.
 
         :class:`TimeoutError` when it did not finish within the timeout; then it may
@@ -91,7 +91,7 @@ class EngineTransactions:
     async def start(self) -> None:
         pass  # the pool connects on demand
 
-    async def run(self, statements: Sequence[Statement]) -> None:
+    async def run(self, statements: Sequence[Step]) -> None:
         await self._bounded(self._attempts(statements))
 
     async def probe(self) -> None:
@@ -119,7 +119,7 @@ class EngineTransactions:
             raise TimeoutError(f"the transaction did not finish within {self._timeout} s")
         task.result()
 
-    async def _attempts(self, statements: Sequence[Statement]) -> None:
+    async def _attempts(self, statements: Sequence[Step]) -> None:
         # One deadline (_bounded's) for every attempt: a silent database is an outage, not a wait.
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
@@ -177,15 +177,13 @@ class SqliteTransactions:
         except sqlite3.Error as error:
             log.warning("cannot open the SQLite database yet (%s); the first commit will try again", error)
 
-    async def run(self, statements: Sequence[Statement]) -> None:
+    async def run(self, statements: Sequence[Step]) -> None:
         await self._on_thread(self._transaction, statements)
 
     async def probe(self) -> None:
         await self._on_thread(self._probe_transaction, ())
 
-    async def _on_thread(
-        self, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
-    ) -> None:
+    async def _on_thread(self, transaction: Callable[[Sequence[Step]], None], statements: Sequence[Step]) -> None:
         # If the caller stops waiting (a commit timeout), the transaction still runs to its end
         # on the thread, and the next one waits for it: the thread is never abandoned mid-write.
         loop = asyncio.get_running_loop()
@@ -200,9 +198,7 @@ class SqliteTransactions:
         async with asyncio.timeout(self._timeout):
             await finished
 
-    def _run_job(
-        self, job: _Job, transaction: Callable[[Sequence[Statement]], None], statements: Sequence[Statement]
-    ) -> None:
+    def _run_job(self, job: _Job, transaction: Callable[[Sequence[Step]], None], statements: Sequence[Step]) -> None:
         if job.begin():
             transaction(statements)
 
@@ -216,19 +212,18 @@ class SqliteTransactions:
         finally:
             self._executor.shutdown(wait=False)
 
-    def _transaction(self, statements: Sequence[Statement]) -> None:
+    def _transaction(self, statements: Sequence[Step]) -> None:
         """One transaction, on the writer thread."""
         connection = self._connection or self._connect()
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for statement in statements:
-                connection.executemany(statement.sql, statement.rows)
+            execute_sqlite(connection, statements)
             connection.execute("COMMIT")
         except BaseException as error:
             self._after_failure(connection, error)
             raise
 
-    def _probe_transaction(self, _statements: Sequence[Statement]) -> None:
+    def _probe_transaction(self, _statements: Sequence[Step]) -> None:
         """On the writer thread: a commit that writes a page (an empty one writes nothing, and
         would succeed on a full disk), and changes nothing: ``user_version`` set to itself."""
         connection = self._connection or self._connect()

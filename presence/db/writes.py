@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -52,7 +52,7 @@ from presence.core.facts import (
 )
 from presence.core.facts import GroupReceiptFlag as GroupReceiptFlagFact
 from presence.core.inbox import InboxRow
-from presence.db.driver import CompiledUpsert, Statement, execute, instant_encoder, moment_encoder
+from presence.db.driver import CompiledUpsert, Statement, Step, execute, instant_encoder, moment_encoder
 from presence.db.models import (
     CHECKPOINT_TABLES,
     Base,
@@ -69,6 +69,7 @@ from presence.db.models import (
     UserSession,
     table_of,
 )
+from presence.db.recording import BatchRecording, ChangeSink, Recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,61 +124,106 @@ class Writer:
         self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect)
         self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect)
         self._member = CompiledUpsert(_member_upsert(backend, table(GroupMember)), dialect)
+        self._recording = None if checkpoint else Recording(dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
-        """The inbox rows, then the joined facts, each table's rows in key order.
+        """The inbox rows, then the joined facts, each table's rows in key order; no change recorded.
 
         Users come before sessions, and every table's rows are sorted by key: on PostgreSQL
         the user row's lock orders every writer of that user's sessions, and two transactions
-        touching the same rows take their locks in one order.
+        touching the same rows take their locks in one order. ``presence rebuild`` and
+        retention's checkpoint write this way: they record no changes.
         """
-        instant, moment = self._instant, self._moment
-        optional = self._optional_instant
-        statements = []
+        return cast(list[Statement], self.steps(inbox, changes, record=None))
+
+    def steps(self, inbox: Sequence[InboxRow], changes: Changes, *, record: ChangeSink | None) -> list[Step]:
+        """:meth:`statements`, and with ``record`` the batch's changes (contract §9) in the same transaction.
+
+        The changes are derived by reads among the writes and numbered and stored as the last
+        steps (``presence.db.recording``); ``record`` hears what was recorded. Without it the
+        steps are only statements.
+        """
+        if record is not None and self._recording is None:
+            raise ValueError("a checkpoint writer records no changes")
+        batch = None if record is None or self._recording is None else self._recording.batch(changes, record)
+        steps: list[Step] = []
+        if batch is not None:
+            steps += batch.lock_users()
         if inbox:
+            moment = self._moment
             rows = ({"received_at": moment(r.received_at), "trigger": r.trigger, "body": r.body} for r in inbox)
-            statements.append(self._of(self._inbox, rows))
+            steps.append(self._of(self._inbox, rows))
+        steps += self._presence_steps(changes, batch)
+        if changes.messages:
+            instant, optional = self._instant, self._optional_instant
+            messages = (changes.messages[k] for k in sorted(changes.messages))
+            steps.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
+        steps += self._receipt_steps(changes, batch)
+        steps += self._group_steps(changes, batch)
+        if batch is not None:
+            steps += batch.finish()
+        return steps
+
+    def _presence_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+        instant, optional = self._instant, self._optional_instant
+        steps: list[Step] = [] if batch is None else batch.users_before()
         if changes.users:
             users = (changes.users[k] for k in sorted(changes.users))
-            statements.append(self._of(self._user, (_user_row(f, instant, optional) for f in users)))
+            steps.append(self._of(self._user, (_user_row(f, instant, optional) for f in users)))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            statements.append(self._of(self._session, (_session_row(f, instant, optional) for f in sessions)))
+            steps.append(self._of(self._session, (_session_row(f, instant, optional) for f in sessions)))
         if changes.users:
             # After the sessions: a late signal older than the stored snapshot is cleared as well.
-            statements.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
-        if changes.messages:
-            messages = (changes.messages[k] for k in sorted(changes.messages))
-            statements.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
+            steps.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
+        return steps
+
+    def _receipt_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+        instant = self._instant
+        steps: list[Step] = []
         if changes.watermarks:
             # Before the receipts: the watermark row's lock serializes every writer of its reader's receipts.
             watermarks = (changes.watermarks[k] for k in sorted(changes.watermarks))
-            statements.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
+            steps.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
         if changes.receipts:
             # The batch's staircases hold no receipt that dominates another, so all the deletes can go
             # before all the inserts (docs/design.md, "Receipts").
             receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
-            statements.append(self._of(self._receipt_prune, receipts))
-            statements.append(self._of(self._receipt, receipts))
+            if batch is not None:
+                steps += batch.receipts_before()
+            steps.append(self._of(self._receipt_prune, receipts))
+            steps.append(self._of(self._receipt, receipts))
+        return steps
+
+    def _group_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+        instant, optional = self._instant, self._optional_instant
+        steps: list[Step] = []
+        # The lock row of each staircase first, in key order: it serializes the writers of that
+        # staircase (and, when changes are recorded, of its untimed aggregates) as the watermark
+        # rows serialize a reader's receipts.
+        staircases = set(changes.group_receipts)
+        if batch is not None:
+            staircases.update((c, k) for c, k, _ in changes.group_flags)
+        if staircases:
+            locks = ({"conversation_id": c, "kind": k} for c, k in sorted(staircases))
+            steps.append(self._of(self._group_lock, locks))
+        if batch is not None:
+            steps += batch.groups_before()
         if changes.group_receipts:
-            # The lock row of each staircase first, in key order: it serializes the writers of that
-            # staircase as the watermark rows serialize a reader's receipts.
-            locks = ({"conversation_id": c, "kind": k} for c, k in sorted(changes.group_receipts))
-            statements.append(self._of(self._group_lock, locks))
             stairs = changes.group_receipts
-            steps = [_group_receipt_row(f, instant) for k in sorted(stairs) for f in stairs[k]]
-            statements.append(self._of(self._group_receipt_prune, steps))
-            statements.append(self._of(self._group_receipt, steps))
+            rows = [_group_receipt_row(f, instant) for k in sorted(stairs) for f in stairs[k]]
+            steps.append(self._of(self._group_receipt_prune, rows))
+            steps.append(self._of(self._group_receipt, rows))
         if changes.group_flags:
             flags = (changes.group_flags[k] for k in sorted(changes.group_flags))
-            statements.append(self._of(self._group_flag, (_group_flag_row(f, instant) for f in flags)))
+            steps.append(self._of(self._group_flag, (_group_flag_row(f, instant) for f in flags)))
         if changes.groups:
             groups = (changes.groups[k] for k in sorted(changes.groups))
-            statements.append(self._of(self._group, (_group_row(f) for f in groups)))
+            steps.append(self._of(self._group, (_group_row(f) for f in groups)))
         if changes.members:
             members = (changes.members[k] for k in sorted(changes.members))
-            statements.append(self._of(self._member, (_member_row(f, optional) for f in members)))
-        return statements
+            steps.append(self._of(self._member, (_member_row(f, optional) for f in members)))
+        return steps
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
         """Write ``changes`` in the transaction of ``connection`` (``presence rebuild``, tests)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 
 from presence.core.events import MAX_CONVERSATION_LENGTH, is_storable_id, parse_message_id
 from presence.core.times import datetime_to_ms, ms_to_datetime
-from presence.db import reads
+from presence.db import changes, reads
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError
 from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS
@@ -21,6 +21,7 @@ from presence.http.responses import (
     PresenceList,
     SessionPage,
     UserPage,
+    change_page_answer,
     json_answer,
     presence_answer,
     receipts_answer,
@@ -33,6 +34,10 @@ MAX_UIDS_PER_REQUEST: Final = 500
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 STATUSES: Final = ("online", "offline")
+CHANGE_TYPES: Final = ("presence", "receipt", "group_receipt")
+#: A ``seq`` is a signed 64-bit number.
+MAX_SEQ: Final = 2**63 - 1
+MAX_SEQ_DIGITS: Final = len(str(MAX_SEQ))
 #: Most characters of a caller's id an error message quotes: a path may carry one of any length.
 QUOTED_LENGTH: Final = 64
 
@@ -129,6 +134,44 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
     return json_answer(watermarks_answer(conversation_id, readers))
 
 
+async def get_changes(request: web.Request) -> web.Response:
+    """``GET /changes?after=&limit=&uid=&type=&conversation_id=``: changes after a cursor, in ``seq`` order."""
+    where = change_filter(request)
+    after = change_cursor(request)
+    limit = _limit(request)
+    async with request.app[ENGINE].connect() as connection:
+        try:
+            page = await changes.changes_after(connection, after, limit=limit, where=where)
+        except changes.CursorExpired as expired:
+            raise ApiError(
+                410,
+                "cursor_expired",
+                f"changes up to {expired.oldest_kept} are no longer kept; read the current state again,"
+                " then follow on from the next_after of a page read before it",
+            ) from None
+    return change_page_answer([text for _, text in page.changes], page.next_after)
+
+
+def change_filter(request: web.Request) -> changes.ChangeFilter:
+    """The filters of ``/changes`` (and its stream): ``uid``, ``type``, ``conversation_id``; a bad one is a ``400``."""
+    uid = _optional(request, "uid", lambda v: _identifier("uid", v))
+    change_type = _optional(request, "type", lambda v: _choice("type", v, CHANGE_TYPES))
+    conversation_id = _optional(request, "conversation_id", lambda v: _conversation("conversation_id", v))
+    return changes.ChangeFilter(
+        uid=uid, type=cast(changes.ChangeType | None, change_type), conversation_id=conversation_id
+    )
+
+
+def change_cursor(request: web.Request, name: str = "after") -> int:
+    """``after``: a whole number, 0 (the default) for the oldest change kept."""
+    raw = request.query.get(name)
+    if raw is None:
+        return 0
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_SEQ_DIGITS and int(raw) <= MAX_SEQ):
+        raise _bad_parameter(name, f"expected a whole number from 0, got {quoted(raw)}")
+    return int(raw)
+
+
 async def get_stats(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as connection:
         return json_answer(stats_answer(await reads.stats(connection)))
@@ -157,6 +200,12 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
 def _identifier(name: str, value: str) -> str:
     if not is_storable_id(value):
         raise _bad_parameter(name, "expected a non-empty value of at most 255 characters")
+    return value
+
+
+def _conversation(name: str, value: str) -> str:
+    if not is_storable_id(value, MAX_CONVERSATION_LENGTH):
+        raise _bad_parameter(name, f"expected a non-empty value of at most {MAX_CONVERSATION_LENGTH} characters")
     return value
 
 

@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.router.add_get("/messages/{message_id}/receipts", api.get_message_receipts)
     app.router.add_get("/conversations/{conversation_id}/receipts", api.get_conversation_receipts)
     app.router.add_get("/stats", api.get_stats)
+    app.router.add_get("/changes", api.get_changes)
     app.router.add_get("/healthz", ops.get_healthz)
     app.router.add_get("/readyz", ops.get_readyz)
     app.router.add_get("/metrics", ops.get_metrics)

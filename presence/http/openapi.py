@@ -18,10 +18,10 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from presence.core.events import MAX_TRIGGER_LENGTH
+from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_TRIGGER_LENGTH
 from presence.core.parse import KNOWN_TRIGGERS
 from presence.http import responses
-from presence.http.api import DEFAULT_LIMIT, MAX_LIMIT, MAX_UIDS_PER_REQUEST, STATUSES
+from presence.http.api import CHANGE_TYPES, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, MAX_UIDS_PER_REQUEST, STATUSES
 from presence.http.responses import CURSOR_PATTERN
 
 Schema = dict[str, Any]
@@ -42,6 +42,7 @@ SHAPES: Final = (
     responses.MessageReceipts,
     responses.ConversationReceipts,
     responses.Stats,
+    responses.ChangePage,
     responses.HookAck,
     responses.Healthy,
     responses.Ready,
@@ -193,6 +194,7 @@ def _paths() -> dict[str, Any]:
                 _answer(responses.Stats, "Counts over every user."),
             )
         },
+        "/changes": {"get": _changes_operation()},
         "/metrics": {"get": _metrics_operation()},
         "/healthz": {
             "get": _open_operation(
@@ -307,6 +309,50 @@ def _query(
         operation["parameters"] = parameters
     operation["responses"] = answers
     return operation
+
+
+def _changes_operation() -> dict[str, Any]:
+    operation = _query(
+        "getChanges",
+        "Changes of what the query API answers, after a cursor, in `seq` (commit) order (contract §9).",
+        _answer(responses.ChangePage, "The matching changes after `after`, and the cursor to ask from next."),
+        parameters=change_parameters(),
+        bad_parameter=True,
+    )
+    operation["responses"]["410"] = _error_response(
+        "`after` is below what retention kept: read the current state again, then follow on from the "
+        "`next_after` of a page read before it.",
+        "cursor_expired",
+    )
+    return operation
+
+
+def change_parameters(*, after: bool = True) -> list[dict[str, Any]]:
+    """The filters of ``/changes`` (and ``after``, the cursor)."""
+    parameters = [
+        _query_parameter(
+            "uid",
+            {"type": "string", "minLength": 1, "maxLength": 255, "examples": [EXAMPLE_UID]},
+            "Only the changes about this user: its presence, and receipts it gave.",
+        ),
+        _query_parameter("type", {"type": "string", "enum": list(CHANGE_TYPES)}, "Only changes of this type."),
+        _query_parameter(
+            "conversation_id",
+            {"type": "string", "minLength": 1, "maxLength": MAX_CONVERSATION_LENGTH},
+            "Only the receipt and group receipt changes of this conversation.",
+        ),
+    ]
+    if after:
+        parameters.insert(
+            0,
+            _query_parameter(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": MAX_SEQ, "default": 0},
+                "The changes with a greater `seq`: `next_after` of the previous page; 0 for the oldest kept.",
+            ),
+        )
+        parameters.insert(1, _limit_parameter())
+    return parameters
 
 
 def _open_operation(operation_id: str, summary: str, answers: dict[str, Any]) -> dict[str, Any]:

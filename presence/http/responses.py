@@ -12,6 +12,7 @@ type says so); ``forbid_unknown_fields`` makes each object schema closed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -157,6 +158,96 @@ class Stats(Shape, frozen=True):
         dict[str, Count],
         Meta(description="Live connections by platform; `unknown` for sessions whose platform was never sent."),
     ]
+
+
+# --- the change feed (contract §9) -----------------------------------------------------------------
+
+Seq = Annotated[int, Meta(ge=1, description="The change's number: in commit order, without gaps.")]
+
+
+class PresenceChange(Shape, frozen=True, tag_field="type", tag="presence"):
+    """A user's status or set of live connections changed."""
+
+    seq: Seq
+    uid: str
+    at: Annotated[Instant, Meta(description="The time of the user's newest event in the transaction.")]
+    presence: Annotated[Presence, Meta(description="The presence as `GET /users/{uid}/presence` now answers it.")]
+
+
+class ReceiptChange(Shape, frozen=True, tag_field="type", tag="receipt"):
+    """A receipt is new or its time moved earlier: the reader had delivered (read) every message of
+    the conversation up to `message_id` by `at`."""
+
+    seq: Seq
+    conversation_id: str
+    uid: Annotated[str, Meta(description="The reader.")]
+    kind: Literal["delivered", "read"]
+    message_id: MessageId
+    at: Instant
+
+
+class GroupReceiptChange(Shape, frozen=True, tag_field="type", tag="group_receipt"):
+    """A group's delivered-to-all (read-by-all) became known up to `message_id`, or moved earlier."""
+
+    seq: Seq
+    conversation_id: str
+    kind: Literal["delivered", "read"]
+    message_id: MessageId
+    at: Annotated[
+        Instant | None,
+        Meta(description="`null` for an aggregate without a time whose message's `sentAt` is not known."),
+    ]
+
+
+AnyChange = PresenceChange | ReceiptChange | GroupReceiptChange
+
+
+class ChangePage(Shape, frozen=True):
+    """Changes after a cursor, in `seq` order."""
+
+    changes: list[AnyChange]
+    next_after: Annotated[int, Meta(ge=0, description="Pass it as `after` for the next page.")]
+
+
+def presence_change_body(uid: str, at_ms: int, presence: reads.Presence) -> str:
+    """A presence change as stored: the JSON of :class:`PresenceChange` without ``seq``."""
+    body = {"type": "presence", "uid": uid, "at": _instant_of(at_ms), "presence": presence_answer(presence)}
+    return _encoder.encode(body).decode()
+
+
+def receipt_change_body(conversation_id: str, reader: str, kind: str, message_id: int, at: datetime) -> str:
+    """A receipt change as stored: the JSON of :class:`ReceiptChange` without ``seq``."""
+    body = {
+        "type": "receipt",
+        "conversation_id": conversation_id,
+        "uid": reader,
+        "kind": kind,
+        "message_id": str(message_id),
+        "at": format_instant(at),
+    }
+    return _encoder.encode(body).decode()
+
+
+def group_receipt_change_body(conversation_id: str, kind: str, message_id: int, at: datetime | None) -> str:
+    """A group receipt change as stored: the JSON of :class:`GroupReceiptChange` without ``seq``."""
+    body = {
+        "type": "group_receipt",
+        "conversation_id": conversation_id,
+        "kind": kind,
+        "message_id": str(message_id),
+        "at": format_instant(at),
+    }
+    return _encoder.encode(body).decode()
+
+
+def change_page_answer(changes: list[str], next_after: int) -> web.Response:
+    """A :class:`ChangePage` from changes already rendered as JSON (``presence.db.changes.render``)."""
+    body = f'{{"changes":[{",".join(changes)}],"next_after":{next_after}}}'
+    return web.Response(text=body, content_type="application/json")
+
+
+def _instant_of(ms: int) -> str:
+    return format_instant(ms_to_datetime(ms))
 
 
 class HookAck(Shape, frozen=True):

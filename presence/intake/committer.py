@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core.facts import changes_of
 from presence.db.failures import Failure, classify, describe
+from presence.db.recording import ChangeSink, change_types
 from presence.db.transactions import Transactions, transactions_for
 from presence.db.writes import Writer
 from presence.intake.accept import Accepted
@@ -103,6 +104,9 @@ class Committer:
         #: Before the first commit nothing is known: the first ``unready()`` probes.
         self._failure: str | None = "no commit has been tried yet"
         self._probe: asyncio.Task[str | None] | None = None
+        #: The highest ``seq`` this committer has committed (contract §9); 0 before any.
+        self._last_seq = 0
+        self._change_listeners: list[Callable[[int], None]] = []
 
     @classmethod
     def for_settings(cls, engine: AsyncEngine, settings: Settings, metrics: Metrics | None = None) -> Committer:
@@ -117,6 +121,21 @@ class Committer:
             commit_timeout=settings.commit_timeout,
             metrics=metrics,
         )
+
+    @property
+    def last_seq(self) -> int:
+        """The highest change ``seq`` a commit of this committer has committed; 0 before any."""
+        return self._last_seq
+
+    def on_changes(self, callback: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``callback(last_seq)`` on the event loop after each commit that recorded changes.
+
+        It runs once the transaction has committed, with the last ``seq`` it took: everything at
+        or below that is readable then (numbers are taken in commit order). The callback must
+        not block or raise. Returns the function that removes it.
+        """
+        self._change_listeners.append(callback)
+        return lambda: self._change_listeners.remove(callback)
 
     async def start(self) -> None:
         await self._transactions.start()
@@ -297,7 +316,19 @@ class Committer:
 
     async def _commit(self, items: Sequence[Accepted]) -> None:
         changes = changes_of((item.event, item.received_at_ms) for item in items)
-        await self._transactions.run(self._writer.statements([item.inbox for item in items], changes))
+        sink = ChangeSink(recorded_at_ms=time.time_ns() // 1_000_000)
+        await self._transactions.run(self._writer.steps([item.inbox for item in items], changes, record=sink))
+        if sink.last_seq is None:
+            return
+        if self._metrics is not None:
+            for change_type, count in change_types(sink.changes).items():
+                self._metrics.changes.labels(type=change_type).inc(count)
+        self._last_seq = max(self._last_seq, sink.last_seq)
+        for listener in list(self._change_listeners):
+            try:
+                listener(sink.last_seq)
+            except Exception:
+                log.exception("a listener of committed changes failed")
 
 
 def _settle(batch: list[_Pending], error: Exception | None) -> None:

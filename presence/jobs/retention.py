@@ -13,6 +13,8 @@ the same rows.
   that ``presence rebuild`` can start from them and lose nothing the inbox no longer holds.
 - **Messages, receipts, watermarks and group aggregates** (timed and untimed) older than
   ``receipt_retention`` go, from the state and from the checkpoint alike.
+- **Changes** (contract §9) recorded longer ago than ``change_retention`` go in ``seq`` order,
+  and ``change_log.pruned_through`` rises to the highest deleted: an older cursor is ``410``.
 - **Sessions** that have ended and whose last signal is older than ``receipt_retention`` go the
   same way: a user's history stays for the window. A live session, a user's presence, a group
   and its members are never expired.
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, Table, and_, delete, not_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence.db import changes
 from presence.db.driver import execute
 from presence.db.models import (
     CHECKPOINT_TABLES,
@@ -94,6 +97,8 @@ async def run_pass(
     """
     stopped = stop.is_set if stop is not None else (lambda: False)
     deleted = {"inbox_event": await _prune_inbox(engine, settings, now - settings.inbox_retention, stopped)}
+    if not stopped():
+        deleted["change"] = await _prune_changes(engine, settings, now - settings.change_retention, stopped)
     for expiry in expiries(settings, now):
         if stopped():
             break
@@ -128,6 +133,17 @@ async def _prune_inbox(engine: AsyncEngine, settings: Settings, cutoff: datetime
         if len(rows) < settings.retention_batch or stopped():
             return total
         await asyncio.sleep(0)  # let intake's commits through between batches
+
+
+async def _prune_changes(engine: AsyncEngine, settings: Settings, cutoff: datetime, stopped: Callable[[], bool]) -> int:
+    total = 0
+    while True:
+        async with engine.begin() as connection:
+            count = await changes.prune(connection, cutoff, limit=settings.retention_batch)
+        total += count
+        if count < settings.retention_batch or stopped():
+            return total
+        await asyncio.sleep(0)
 
 
 async def _delete(engine: AsyncEngine, settings: Settings, expiry: Expiry, stopped: Callable[[], bool]) -> int:

@@ -36,6 +36,7 @@ def make_settings(database_url: str) -> Settings:
         api_tokens=(Secret(API_TOKEN), Secret("second-token")),
         inbox_retention=KEEP_FOR_A_CENTURY,
         receipt_retention=KEEP_FOR_A_CENTURY,
+        change_retention=KEEP_FOR_A_CENTURY,
     )
 
 

@@ -24,10 +24,19 @@ async def dump(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
         await engine.dispose()
 
 
+#: The change feed's tables (contract §9).
+CHANGE_FEED_TABLES = ("change", "change_log", "forward_state")
+
+
 async def state_tables(database_url: str, *, without_checkpoint: bool = False) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table but the inbox: the state the service derives (and its checkpoint, unless told not to)."""
+    """Every table but the inbox: the state the service derives (and its checkpoint, unless told not to).
+
+    Not the change feed's tables: its changes say how the state was reached (which commits, in which
+    order, when), which differs between two intakes of the same events that reach the same state.
+    """
     tables = await dump(database_url)
-    del tables["inbox_event"]
+    for name in ("inbox_event", *CHANGE_FEED_TABLES):
+        del tables[name]
     if without_checkpoint:
         tables = {name: rows for name, rows in tables.items() if not name.startswith("checkpoint_")}
     return tables

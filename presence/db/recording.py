@@ -1,0 +1,331 @@
+"""The change feed's reads inside the intake transaction (contract §9; docs/design.md, "The change feed").
+
+A batch's transaction reads what its keys hold before its writes and again after them
+(``Query`` steps), and ``presence.core.changes`` says which differences are changes; their
+bodies are the answers the query API gives now. Every key of a kind is read in one round trip:
+the keys go as one JSON array parameter (``json_each`` on SQLite, ``jsonb_array_elements`` on
+PostgreSQL), never one query per key.
+
+What makes the two readings of a key belong to one transaction alone:
+
+- a reader's receipts: the lock of its watermark row, taken before the first reading;
+- a group's aggregates (timed and untimed): the lock row of the staircase, likewise;
+- a user's presence: on PostgreSQL a transaction-scoped advisory lock per uid, in sorted order,
+  taken before anything else; SQLite has one writer. Without it, two replicas' transactions on
+  one user could both read the old state, and a stale event committed after a newer one would
+  record the newer state a second time.
+
+With nothing changed no ``change_log`` step is run, so its row lock is taken only by batches
+that record something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import BigInteger, ColumnElement, Dialect, String, and_, bindparam, cast, func, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.selectable import TableValuedAlias
+
+from presence.core import changes as decide
+from presence.core.facts import Changes, order_key_ms
+from presence.db import reads
+from presence.db.changes import ChangeRecorder, ChangeType, NewChange
+from presence.db.driver import CompiledQuery, Query, Statement, Step
+from presence.db.models import GroupReceipt, GroupReceiptFlag, Message, Receipt, UserPresence, table_of
+from presence.http.responses import group_receipt_change_body, presence_change_body, receipt_change_body
+
+#: The first key of the two-key advisory locks a transaction takes per uid: "presence" less one byte.
+USER_LOCK_SPACE: Final = int.from_bytes(b"pres", "big", signed=True)
+
+_receipt = table_of(Receipt)
+_group_receipt = table_of(GroupReceipt)
+_flag = table_of(GroupReceiptFlag)
+_message = table_of(Message)
+
+ReceiptKey = tuple[str, str, str, int]  # conversation, reader, kind, message id
+GroupKey = tuple[str, str, int]  # conversation, kind, message id
+
+
+def user_lock_key(uid: str) -> int:
+    """The second key of a uid's advisory lock: 32 bits of a digest (a collision only serializes more)."""
+    return int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+@dataclass(slots=True)
+class ChangeSink:
+    """What one transaction recorded, for its committer once it has committed.
+
+    Written by the transaction's steps (on SQLite in the writer thread); a transaction run again
+    after losing a race writes it again from the start.
+    """
+
+    recorded_at_ms: int
+    #: The changes numbered, in ``seq`` order.
+    changes: list[NewChange] = field(default_factory=list)
+    #: The last ``seq`` taken; ``None`` when nothing changed.
+    last_seq: int | None = None
+
+    def _numbered(self, last: int) -> None:
+        self.last_seq = last
+
+
+class Recording:
+    """The change feed's queries of one backend, compiled once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._postgres = dialect.name == "postgresql"
+        self.recorder = ChangeRecorder(dialect)
+        uids = self._strings()
+        self._presences = CompiledQuery.of(reads.presences_where(UserPresence.uid.in_(select(uids.c.value))), dialect)
+        keys = self._records()
+        r = _receipt.c
+        self._receipts = CompiledQuery.of(
+            select(r.conversation_id, r.reader_uid, r.kind, r.message_id, r.at).join_from(
+                keys,
+                _receipt,
+                and_(
+                    r.conversation_id == self._field(keys, 0),
+                    r.reader_uid == self._field(keys, 1),
+                    r.kind == self._field(keys, 2),
+                    r.message_id == self._field(keys, 3, number=True),
+                ),
+            ),
+            dialect,
+        )
+        keys = self._records()
+        g = _group_receipt.c
+        self._group_receipts = CompiledQuery.of(
+            select(g.conversation_id, g.kind, g.message_id, g.at).join_from(
+                keys,
+                _group_receipt,
+                and_(
+                    g.conversation_id == self._field(keys, 0),
+                    g.kind == self._field(keys, 1),
+                    g.message_id == self._field(keys, 2, number=True),
+                ),
+            ),
+            dialect,
+        )
+        keys = self._records()
+        f = _flag.c
+        self._flags = CompiledQuery.of(
+            select(f.conversation_id, f.kind, f.message_id, _message.c.sent_at)
+            .join_from(
+                keys,
+                _flag,
+                and_(
+                    f.conversation_id == self._field(keys, 0),
+                    f.kind == self._field(keys, 1),
+                    f.message_id == self._field(keys, 2, number=True),
+                ),
+            )
+            .outerjoin(_message, _message.c.id == f.message_id),
+            dialect,
+        )
+        self._lock = "SELECT pg_advisory_xact_lock($1, $2)"
+
+    def _strings(self) -> TableValuedAlias:
+        """A JSON array of strings (bound as ``keys``) as a table of one column, ``value``."""
+        if self._postgres:
+            return func.jsonb_array_elements_text(cast(bindparam("keys", type_=String), JSONB)).table_valued("value")
+        return func.json_each(bindparam("keys", type_=String)).table_valued("value")
+
+    def _records(self) -> TableValuedAlias:
+        """A JSON array of arrays (bound as ``keys``), one row each, ``value`` the array."""
+        if self._postgres:
+            return func.jsonb_array_elements(cast(bindparam("keys", type_=String), JSONB)).table_valued("value")
+        return func.json_each(bindparam("keys", type_=String)).table_valued("value")
+
+    def _field(self, keys: TableValuedAlias, index: int, *, number: bool = False) -> ColumnElement[Any]:
+        if self._postgres:
+            text = keys.c.value.op("->>")(literal_column(str(index)))
+            return cast(text, BigInteger) if number else text
+        return func.json_extract(keys.c.value, literal_column(f"'$[{index}]'"))
+
+    def batch(self, changes: Changes, sink: ChangeSink) -> BatchRecording:
+        return BatchRecording(self, changes, sink)
+
+
+class BatchRecording:
+    """The reading steps of one batch, to place among its writes, and the numbering at the end."""
+
+    def __init__(self, recording: Recording, changes: Changes, sink: ChangeSink) -> None:
+        self._recording = recording
+        self._sink = sink
+        self._users = sorted(changes.users)
+        #: The time of each user's newest event in the batch: its joined status key's.
+        self._user_at = {uid: order_key_ms(changes.users[uid].status_key) for uid in self._users}
+        receipts = changes.receipts
+        self._receipt_keys: list[ReceiptKey] = sorted(
+            {(c, reader, kind, step.message_id) for (c, reader, kind), stairs in receipts.items() for step in stairs}
+        )
+        self._group_keys: list[GroupKey] = sorted(
+            {(c, kind, step.message_id) for (c, kind), stairs in changes.group_receipts.items() for step in stairs}
+        )
+        self._flag_keys: list[GroupKey] = sorted(changes.group_flags)
+        self._presences_before: dict[str, tuple[str, frozenset[Hashable]]] = {}
+        self._receipts_before: dict[ReceiptKey, datetime] = {}
+        self._groups_before: dict[GroupKey, datetime] = {}
+        self._flags_before: set[GroupKey] = set()
+
+    def lock_users(self) -> list[Step]:
+        """On PostgreSQL, the advisory lock of each uid, in order: the transaction's first step."""
+        if not self._users or not self._recording._postgres:
+            return []
+        keys = sorted({user_lock_key(uid) for uid in self._users})
+        return [Statement(self._recording._lock, [(USER_LOCK_SPACE, key) for key in keys])]
+
+    def users_before(self) -> list[Step]:
+        if not self._users:
+            return []
+
+        def keep(rows: list[tuple[Any, ...]]) -> list[Step]:
+            self._presences_before = _views(rows)
+            return []
+
+        return [self._read(self._recording._presences, self._users, keep)]
+
+    def receipts_before(self) -> list[Step]:
+        """After the watermark rows' upsert (their locks), before the receipts' writes."""
+        if not self._receipt_keys:
+            return []
+
+        def keep(rows: list[tuple[Any, ...]]) -> list[Step]:
+            self._receipts_before = {(c, u, k, m): at for c, u, k, m, at in rows}
+            return []
+
+        return [self._read(self._recording._receipts, self._receipt_keys, keep)]
+
+    def groups_before(self) -> list[Step]:
+        """After the lock rows' upsert, before the group aggregates' writes."""
+        steps: list[Step] = []
+        if self._group_keys:
+
+            def keep(rows: list[tuple[Any, ...]]) -> list[Step]:
+                self._groups_before = {(c, k, m): at for c, k, m, at in rows}
+                return []
+
+            steps.append(self._read(self._recording._group_receipts, self._group_keys, keep))
+        if self._flag_keys:
+
+            def keep_flags(rows: list[tuple[Any, ...]]) -> list[Step]:
+                self._flags_before = {(c, k, m) for c, k, m, _ in rows}
+                return []
+
+            steps.append(self._read(self._recording._flags, self._flag_keys, keep_flags))
+        return steps
+
+    def finish(self) -> list[Step]:
+        """The readings after every write, then the changes numbered and stored: the last steps."""
+        found: list[NewChange] = []
+        readings: list[tuple[CompiledQuery, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]] = []
+        recording = self._recording
+
+        def users(rows: list[tuple[Any, ...]]) -> None:
+            changed = decide.changed_presences(self._presences_before, _views(rows))
+            if not changed:
+                return
+            # The answers only of the users that changed: most of a busy batch's users did not.
+            picked = set(changed)
+            after = reads.presences_from_rows(row for row in rows if row[0] in picked)
+            for uid in changed:
+                found.append(
+                    NewChange("presence", uid, None, presence_change_body(uid, self._user_at[uid], after[uid]))
+                )
+
+        def receipts(rows: list[tuple[Any, ...]]) -> None:
+            after = {(c, u, k, m): at for c, u, k, m, at in rows}
+            for c, u, k, m in decide.earlier_or_new(self._receipts_before, after):
+                found.append(NewChange("receipt", u, c, receipt_change_body(c, u, k, m, after[c, u, k, m])))
+
+        def groups(rows: list[tuple[Any, ...]]) -> None:
+            after = {(c, k, m): at for c, k, m, at in rows}
+            for c, k, m in decide.earlier_or_new(self._groups_before, after):
+                found.append(NewChange("group_receipt", None, c, group_receipt_change_body(c, k, m, after[c, k, m])))
+
+        def flags(rows: list[tuple[Any, ...]]) -> None:
+            sent_at = {(c, k, m): at for c, k, m, at in rows}
+            for c, k, m in decide.new_keys(self._flags_before, sent_at):
+                found.append(NewChange("group_receipt", None, c, group_receipt_change_body(c, k, m, sent_at[c, k, m])))
+
+        if self._users:
+            readings.append((recording._presences, self._users, users))
+        if self._receipt_keys:
+            readings.append((recording._receipts, self._receipt_keys, receipts))
+        if self._group_keys:
+            readings.append((recording._group_receipts, self._group_keys, groups))
+        if self._flag_keys:
+            readings.append((recording._flags, self._flag_keys, flags))
+        sink = self._sink
+
+        def numbered() -> list[Step]:
+            sink.changes = list(found)
+            sink.last_seq = None
+            return recording.recorder.steps(found, recorded_at_ms=sink.recorded_at_ms, numbered=sink._numbered)
+
+        if not readings:
+            return []
+        query, keys, first = readings[0]
+
+        def afresh(rows: list[tuple[Any, ...]]) -> None:
+            # A transaction run again (it lost a race with a peer) reads and decides again.
+            found.clear()
+            first(rows)
+
+        readings[0] = (query, keys, afresh)
+        # Each reading's rows decide, then the next reading runs; after the last, the numbering.
+        following: Callable[[], list[Step]] = numbered
+        for query, keys, handle in reversed(readings):
+            following = _then(self, query, keys, handle, following)
+        return following()
+
+    def _read(
+        self, query: CompiledQuery, keys: Iterable[Any], keep: Callable[[list[tuple[Any, ...]]], list[Step]]
+    ) -> Query:
+        return Query(query, query.parameters(keys=json.dumps(list(keys))), keep)
+
+
+def _then(
+    batch: BatchRecording,
+    query: CompiledQuery,
+    keys: Sequence[Any],
+    handle: Callable[[list[tuple[Any, ...]]], None],
+    following: Callable[[], list[Step]],
+) -> Callable[[], list[Step]]:
+    def step() -> list[Step]:
+        def then(rows: list[tuple[Any, ...]]) -> list[Step]:
+            handle(rows)
+            return following()
+
+        return [batch._read(query, keys, then)]
+
+    return step
+
+
+def _views(rows: Iterable[Sequence[Any]]) -> dict[str, tuple[str, frozenset[Hashable]]]:
+    """Each user's :func:`presence.core.changes.presence_view` from rows of ``reads.presences_where``'s columns."""
+    statuses: dict[str, str] = {}
+    connections: dict[str, list[Hashable]] = {}
+    for row in rows:
+        uid = row[0]
+        if uid not in statuses:
+            statuses[uid] = row[1]
+            connections[uid] = []
+        if row[4] is not None:
+            # The connection as the answer shows it: session, device, platform, connected_at.
+            connections[uid].append(tuple(row[4:8]))
+    return {uid: decide.presence_view(status, connections[uid]) for uid, status in statuses.items()}
+
+
+def change_types(changes: Iterable[NewChange]) -> dict[ChangeType, int]:
+    """How many changes of each type (the metrics count them once their commit succeeded)."""
+    counts: dict[ChangeType, int] = {}
+    for change in changes:
+        counts[change.type] = counts.get(change.type, 0) + 1
+    return counts
