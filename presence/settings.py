@@ -35,6 +35,9 @@ def flag_of(name: str) -> str:
     return "--" + name.lower().replace("_", "-")
 
 
+#: The longest a change stream may go without a comment line (contract §9).
+MAX_STREAM_HEARTBEAT: Final = 15.0
+
 _Choice = TypeVar("_Choice", bound=str)
 LogFormat = Literal["text", "json"]
 SqliteSynchronous = Literal["NORMAL", "FULL", "EXTRA"]
@@ -148,6 +151,12 @@ class Settings:
                 f"{reader.name('HOOK_USERNAME')} must not contain ':' (Basic Auth splits the username from"
                 " the password at the first one, so no request could ever match it)"
             )
+        heartbeat = reader.number("STREAM_HEARTBEAT", defaults.stream_heartbeat)
+        if heartbeat > MAX_STREAM_HEARTBEAT:
+            raise SettingsError(
+                f"{reader.name('STREAM_HEARTBEAT')} must be at most {MAX_STREAM_HEARTBEAT:g} seconds (a stream sends"
+                f" a comment line at least that often), got {heartbeat:g}"
+            )
         return cls(
             database_url=reader.database_url("DATABASE_URL", defaults.database_url),
             host=reader.text("HOST") or defaults.host,
@@ -186,7 +195,7 @@ class Settings:
             retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
             retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
             inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),
-            stream_heartbeat=reader.number("STREAM_HEARTBEAT", defaults.stream_heartbeat),
+            stream_heartbeat=heartbeat,
             stream_queue=reader.integer("STREAM_QUEUE", defaults.stream_queue, minimum=1),
         )
 

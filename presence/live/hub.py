@@ -239,11 +239,12 @@ class ChangeHub:
             self._woken.clear()
             try:
                 await self._read()
-            except CursorExpired:
+            except CursorExpired as expired:
                 # Retention pruned past the tail (it cannot, while the tail reads every second, unless
                 # the retention is shorter than that): every stream ends, and resumes with a 410.
                 for subscription in self._all():
                     subscription.end("expired")
+                self._position = expired.oldest_kept
             except Exception as error:
                 if classify(error) is None:
                     log.exception("the streams' tail failed; reading again in %s s", FALLBACK_INTERVAL)
