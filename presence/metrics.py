@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per application (never the process-global one).
 
 Events by trigger and outcome, intake latency, commit batch sizes and
-durations, database errors, retention deletions, and users online (read from
-the database when scraped).
+durations, database errors, retention deletions, users online (read from
+the database when scraped), and open change streams.
 """
 
 from __future__ import annotations
@@ -75,6 +75,18 @@ class Metrics:
         self.users_online = Gauge(
             "presence_users_online",
             "Users whose newest status is online (read when scraped).",
+            registry=self.registry,
+        )
+        self.stream_subscribers = Gauge(
+            "presence_stream_subscribers",
+            "Open GET /changes/stream streams.",
+            registry=self.registry,
+        )
+        self.stream_disconnects = Counter(
+            "presence_stream_disconnects",
+            "Streams the service ended, by reason (slow: the client read more slowly than changes came;"
+            " expired: retention pruned past it; error: the database failed mid-stream).",
+            ["reason"],
             registry=self.registry,
         )
 

@@ -35,6 +35,9 @@ def flag_of(name: str) -> str:
     return "--" + name.lower().replace("_", "-")
 
 
+#: The longest a change stream may go without a comment line (contract §9).
+MAX_STREAM_HEARTBEAT: Final = 15.0
+
 _Choice = TypeVar("_Choice", bound=str)
 LogFormat = Literal["text", "json"]
 SqliteSynchronous = Literal["NORMAL", "FULL", "EXTRA"]
@@ -123,6 +126,11 @@ class Settings:
     #: Longest an SQLite point lookup may hold the event loop before it is run in the worker
     #: thread instead (``presence.db.inline``); 0 always uses the thread.
     inline_read_budget: float = 0.002
+    #: Seconds between two comment lines on an open ``GET /changes/stream`` (the contract asks at most 15).
+    stream_heartbeat: float = 15.0
+    #: Changes waiting to be written to one stream beyond which its client is taken to read too
+    #: slowly and is disconnected (it resumes with ``Last-Event-ID``): a stream's memory stays bounded.
+    stream_queue: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
@@ -144,6 +152,12 @@ class Settings:
             raise SettingsError(
                 f"{reader.name('HOOK_USERNAME')} must not contain ':' (Basic Auth splits the username from"
                 " the password at the first one, so no request could ever match it)"
+            )
+        heartbeat = reader.number("STREAM_HEARTBEAT", defaults.stream_heartbeat)
+        if heartbeat > MAX_STREAM_HEARTBEAT:
+            raise SettingsError(
+                f"{reader.name('STREAM_HEARTBEAT')} must be at most {MAX_STREAM_HEARTBEAT:g} seconds (a stream sends"
+                f" a comment line at least that often), got {heartbeat:g}"
             )
         return cls(
             database_url=reader.database_url("DATABASE_URL", defaults.database_url),
@@ -184,6 +198,8 @@ class Settings:
             retention_interval=reader.number("RETENTION_INTERVAL", defaults.retention_interval),
             retention_batch=reader.integer("RETENTION_BATCH", defaults.retention_batch, minimum=1),
             inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),
+            stream_heartbeat=heartbeat,
+            stream_queue=reader.integer("STREAM_QUEUE", defaults.stream_queue, minimum=1),
         )
 
     @property

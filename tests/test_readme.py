@@ -41,7 +41,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 def _examples() -> list[tuple[str, str]]:
     """(shell block, the JSON answer shown after it) pairs of the API section."""
     api = _section("API")
-    return re.findall(r"```sh\n(.*?)```\n```json\n(.*?)```", api, re.S)
+    # A shell block followed by anything but a JSON one (the stream's, whose answer never ends) is not
+    # replayed; neither block of a pair may span another's fence.
+    return re.findall(r"```sh\n((?:(?!```).)*?)```\n```json\n((?:(?!```).)*?)```", api, re.S)
 
 
 async def _run_curl(client: TestClient, command: str) -> bytes:  # type: ignore[type-arg]

@@ -59,3 +59,24 @@ def test_the_known_variables_are_exactly_the_ones_read() -> None:
     Settings.from_env(Recording())
     assert asked == known_variables()
     assert unknown_variables([*known_variables(), "PATH"]) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PRESENCE_STREAM_HEARTBEAT": "16"}, "^PRESENCE_STREAM_HEARTBEAT must be at most 15 seconds"),
+        ({"PRESENCE_STREAM_HEARTBEAT": "0"}, "^PRESENCE_STREAM_HEARTBEAT must be positive"),
+        ({"PRESENCE_STREAM_HEARTBEAT": "often"}, "^PRESENCE_STREAM_HEARTBEAT must be a number of seconds"),
+        ({"PRESENCE_STREAM_QUEUE": "0"}, "^PRESENCE_STREAM_QUEUE must be at least 1"),
+        ({"PRESENCE_STREAM_QUEUE": "many"}, "^PRESENCE_STREAM_QUEUE must be a whole number"),
+    ],
+)
+def test_the_stream_settings_are_checked(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(environ)
+
+
+def test_the_stream_settings_default_to_the_contract_and_can_be_set() -> None:
+    assert (Settings.from_env({}).stream_heartbeat, Settings.from_env({}).stream_queue) == (15.0, 1000)
+    settings = Settings.from_env({"PRESENCE_STREAM_HEARTBEAT": "0.5", "PRESENCE_STREAM_QUEUE": "10"})
+    assert (settings.stream_heartbeat, settings.stream_queue) == (0.5, 10)

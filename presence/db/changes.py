@@ -191,3 +191,44 @@ async def prune(connection: AsyncConnection, cutoff: datetime, *, limit: int) ->
         .values(pruned_through=case((_log.c.pruned_through < through, through), else_=_log.c.pruned_through))
     )
     return deleted.rowcount or 0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveChange:
+    """A change as the streams fan it out: what :class:`ChangeFilter` tests, and its JSON."""
+
+    seq: int
+    type: str
+    uid: str | None
+    conversation_id: str | None
+    #: The change as the API answers it (:func:`render`).
+    json: str
+
+
+async def tail_after(
+    connection: AsyncConnection, after: int, *, limit: int, where: ChangeFilter = ChangeFilter()
+) -> tuple[list[LiveChange], int]:
+    """:func:`changes_after`, each change with what filters test: for the streams, which filter in memory too."""
+    pruned_through, last_seq = await horizon(connection)
+    if after < pruned_through:
+        raise CursorExpired(pruned_through)
+    conditions = [_change.c.seq > after, _change.c.seq <= last_seq]
+    if where.uid is not None:
+        conditions.append(_change.c.uid == where.uid)
+    if where.type is not None:
+        conditions.append(_change.c.type == where.type)
+    if where.conversation_id is not None:
+        conditions.append(_change.c.conversation_id == where.conversation_id)
+    rows = (
+        await connection.execute(
+            select(_change.c.seq, _change.c.type, _change.c.uid, _change.c.conversation_id, _change.c.body)
+            .where(and_(*conditions))
+            .order_by(_change.c.seq)
+            .limit(limit)
+        )
+    ).all()
+    changes = [
+        LiveChange(int(seq), change_type, uid, conversation_id, render(int(seq), body))
+        for seq, change_type, uid, conversation_id, body in rows
+    ]
+    return changes, changes[-1].seq if len(changes) == limit else max(after, last_seq)

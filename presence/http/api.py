@@ -165,8 +165,11 @@ def change_filter(request: web.Request) -> changes.ChangeFilter:
 def change_cursor(request: web.Request, name: str = "after") -> int:
     """``after``: a whole number, 0 (the default) for the oldest change kept."""
     raw = request.query.get(name)
-    if raw is None:
-        return 0
+    return 0 if raw is None else seq_value(name, raw)
+
+
+def seq_value(name: str, raw: str) -> int:
+    """A change's ``seq`` as a cursor (``after``, ``Last-Event-ID``): a whole number from 0, else ``400``."""
     if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_SEQ_DIGITS and int(raw) <= MAX_SEQ):
         raise _bad_parameter(name, f"expected a whole number from 0, got {quoted(raw)}")
     return int(raw)

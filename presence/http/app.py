@@ -1,10 +1,13 @@
 """The application factory: settings in, an aiohttp application out.
 
 Nothing is built at import time. Each resource (the engine, with the schema
-migrated first when asked; the group committer; the inline lookups; retention)
-lives in a ``cleanup_ctx`` generator of its own, made when the application
-starts and disposed of when it stops, in reverse order: retention stops, the
-committer commits what is queued, and the engine is disposed of last.
+migrated first when asked; the group committer; the inline lookups; retention;
+the change streams' hub) lives in a ``cleanup_ctx`` generator of its own, made
+when the application starts and disposed of when it stops, in reverse order:
+retention stops, the committer commits what is queued, and the engine is
+disposed of last. The change streams end earlier, at ``on_shutdown``: aiohttp
+waits for the requests in progress before it runs the cleanups, and a stream
+is a request that never ends by itself.
 """
 
 from __future__ import annotations
@@ -20,15 +23,26 @@ from presence.db.engine import create_engine, needs_own_intake_engine
 from presence.db.failures import classify, describe
 from presence.db.inline import Lookups
 from presence.db.schema import current_revision, head_revision, upgrade
-from presence.http import api, ops
+from presence.http import api, ops, stream
 from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, INTAKE_ENGINE, LOOKUPS, METRICS, SETTINGS
+from presence.http.keys import (
+    COMMITTER,
+    CURSOR_KEY,
+    ENGINE,
+    HEAD_REVISION,
+    HUB,
+    INTAKE_ENGINE,
+    LOOKUPS,
+    METRICS,
+    SETTINGS,
+)
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.jobs import retention
+from presence.live.hub import ChangeHub
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -52,7 +66,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[HEAD_REVISION] = head_revision() or ""
     # One context per resource, in the order they depend on each other: aiohttp disposes of
     # them in reverse, and of those already made when a later one fails to start.
-    app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention])
+    app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention, _hub])
+    app.on_shutdown.append(_end_streams)
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
     app.router.add_get("/users/{uid}/sessions", api.get_sessions)
@@ -62,6 +77,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.router.add_get("/conversations/{conversation_id}/receipts", api.get_conversation_receipts)
     app.router.add_get("/stats", api.get_stats)
     app.router.add_get("/changes", api.get_changes)
+    app.router.add_get("/changes/stream", stream.stream_changes)
     app.router.add_get("/healthz", ops.get_healthz)
     app.router.add_get("/readyz", ops.get_readyz)
     app.router.add_get("/metrics", ops.get_metrics)
@@ -154,3 +170,29 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     finally:
         stop.set()
         await passes
+
+
+async def _hub(app: web.Application) -> AsyncIterator[None]:
+    """The change streams' hub: its tail runs only while a stream is open."""
+    settings = app[SETTINGS]
+    hub = ChangeHub(
+        app[ENGINE],
+        queue_limit=settings.stream_queue,
+        metrics=app[METRICS],
+        connect_timeout=settings.db_connect_timeout,
+        command_timeout=settings.db_command_timeout,
+    )
+    app[HUB] = hub
+    # Woken in-process by each commit that recorded changes; other replicas' by NOTIFY, or the 1 s re-read.
+    stop_waking = app[COMMITTER].on_changes(hub.wake)
+    try:
+        yield
+    finally:
+        stop_waking()
+        await hub.close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Every open stream ends its response now, so that stopping waits for no stream."""
+    if HUB in app:
+        await app[HUB].close()

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.inline import Lookups
 from presence.intake.committer import Committer
+from presence.live.hub import ChangeHub
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -17,6 +18,8 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 #: queries never hold a webhook; on SQLite the same engine as :data:`ENGINE`.
 INTAKE_ENGINE = web.AppKey("intake_engine", AsyncEngine)
 COMMITTER = web.AppKey("committer", Committer)
+#: The streams of ``GET /changes/stream``, and the one reader of the change table that feeds them.
+HUB = web.AppKey("hub", ChangeHub)
 #: The point lookups of ``GET /users/{uid}/presence`` and ``GET /messages/{id}/receipts``.
 LOOKUPS = web.AppKey("lookups", Lookups)
 #: Signs pagination cursors; the same on every replica (derived from the API tokens).

@@ -195,6 +195,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/changes": {"get": _changes_operation()},
+        "/changes/stream": {"get": _stream_operation()},
         "/metrics": {"get": _metrics_operation()},
         "/healthz": {
             "get": _open_operation(
@@ -268,6 +269,55 @@ def _hook_operation() -> dict[str, Any]:
                 "unavailable",
                 headers={"Retry-After": _header("Seconds to wait before retrying.", required=False)},
             ),
+        },
+    }
+
+
+def _stream_operation() -> dict[str, Any]:
+    change_filters = [
+        _query_parameter("uid", {"type": "string", "minLength": 1, "maxLength": 255}, "Only the changes of this user."),
+        _query_parameter("type", {"type": "string", "enum": list(CHANGE_TYPES)}, "Only the changes of this type."),
+        _query_parameter(
+            "conversation_id",
+            {"type": "string", "minLength": 1, "maxLength": MAX_CONVERSATION_LENGTH},
+            "Only the changes of this conversation.",
+        ),
+        _query_parameter(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+            "Resume after this `seq` (`Last-Event-ID` overrides it).",
+        ),
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "Resume after this `seq`: the `id` of the last event received.",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+        },
+    ]
+    return {
+        "operationId": "streamChanges",
+        "summary": "The changes as Server-Sent Events, from now on or after a `seq`.",
+        "description": (
+            "Each change is an event with `id: <seq>`, `event: <type>` and `data: <the change as JSON>`, in `seq` "
+            "order; a comment line (`: ping`) at least every `PRESENCE_STREAM_HEARTBEAT` seconds. Without "
+            "`Last-Event-ID` or `after`, the stream starts with the changes committed after it opened. The bearer "
+            "token is taken only from the `Authorization` header. A client that reads more slowly than changes "
+            "come is disconnected; it resumes with `Last-Event-ID`."
+        ),
+        "tags": ["query"],
+        "parameters": change_filters,
+        "responses": {
+            "200": {
+                "description": "The stream; it ends when the service stops.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "400": {"$ref": "#/components/responses/InvalidParameter"},
+            "401": {"$ref": "#/components/responses/Unauthorized"},
+            "410": _error_response(
+                "The cursor is older than what is kept: read the current state, then follow on.", "cursor_expired"
+            ),
+            "503": {"$ref": "#/components/responses/Unavailable"},
         },
     }
 
