@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per application (never the process-global one).
 
 Events by trigger and outcome, intake latency, commit batch sizes and
-durations, database errors, retention deletions, and users online (read from
-the database when scraped).
+durations, database errors, retention deletions, forwarding's deliveries and failures, and users
+online and forwarding's lag (both read from the database when scraped).
 """
 
 from __future__ import annotations
@@ -64,6 +64,22 @@ class Metrics:
             "presence_retention_deleted_rows",
             "Rows deleted by retention, by table.",
             ["table"],
+            registry=self.registry,
+        )
+        self.forward_delivered = Counter(
+            "presence_forward_delivered",
+            "Changes this replica forwarded to the app and the app acknowledged with a 2xx.",
+            registry=self.registry,
+        )
+        self.forward_failures = Counter(
+            "presence_forward_failures",
+            "POSTs of changes to the app that failed, by status: the HTTP status, timeout or error.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.forward_lag = Gauge(
+            "presence_forward_lag_seconds",
+            "Age of the oldest change not yet forwarded to the app, 0 when none (read when scraped).",
             registry=self.registry,
         )
         self.users_online = Gauge(

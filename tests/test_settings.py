@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import timedelta
+
 import pytest
 
 from presence.settings import Settings, SettingsError, known_variables, unknown_variables
@@ -59,3 +62,29 @@ def test_the_known_variables_are_exactly_the_ones_read() -> None:
     Settings.from_env(Recording())
     assert asked == known_variables()
     assert unknown_variables([*known_variables(), "PATH"]) == []
+
+
+def test_forwarding_settings_parse_and_hide_the_secret() -> None:
+    secret = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+    settings = Settings.from_env(
+        {
+            "PRESENCE_FORWARD_URL": "https://app.example/changes",
+            "PRESENCE_FORWARD_SECRET": secret,
+            "PRESENCE_FORWARD_TIMEOUT": "2.5",
+            "PRESENCE_FORWARD_BATCH": "1000",
+            "PRESENCE_FORWARD_LEASE": "1m",
+        }
+    )
+    assert settings.forward_url == "https://app.example/changes"
+    assert settings.forward_secret is not None
+    assert settings.forward_secret.reveal() == secret
+    assert secret not in repr(settings)
+    assert (settings.forward_timeout, settings.forward_batch, settings.forward_lease) == (
+        2.5,
+        1000,
+        timedelta(minutes=1),
+    )
+    # The secret without its prefix or padding is what the standardwebhooks package takes too.
+    assert Settings.from_env({"PRESENCE_FORWARD_SECRET": secret.removeprefix("whsec_").rstrip("=")}).forward_secret
+    with pytest.raises(SettingsError, match="PRESENCE_FORWARD_BATCH must be at most 1000"):
+        Settings.from_env({"PRESENCE_FORWARD_BATCH": "1001"})

@@ -1,9 +1,10 @@
 """The application factory: settings in, an aiohttp application out.
 
 Nothing is built at import time. Each resource (the engine, with the schema
-migrated first when asked; the group committer; the inline lookups; retention)
+migrated first when asked; the group committer; the inline lookups; retention;
+forwarding, when configured)
 lives in a ``cleanup_ctx`` generator of its own, made when the application
-starts and disposed of when it stops, in reverse order: retention stops, the
+starts and disposed of when it stops, in reverse order: forwarding and retention stop, the
 committer commits what is queued, and the engine is disposed of last.
 """
 
@@ -25,10 +26,21 @@ from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
-from presence.http.keys import COMMITTER, CURSOR_KEY, ENGINE, HEAD_REVISION, INTAKE_ENGINE, LOOKUPS, METRICS, SETTINGS
+from presence.http.keys import (
+    COMMITTER,
+    CURSOR_KEY,
+    ENGINE,
+    FORWARDER,
+    HEAD_REVISION,
+    INTAKE_ENGINE,
+    LOOKUPS,
+    METRICS,
+    SETTINGS,
+)
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.jobs import retention
+from presence.live.forward import Forwarder
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -53,6 +65,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     # One context per resource, in the order they depend on each other: aiohttp disposes of
     # them in reverse, and of those already made when a later one fails to start.
     app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention])
+    if settings.forward_url is not None:
+        app.cleanup_ctx.append(_forwarding)
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
     app.router.add_get("/users/{uid}/sessions", api.get_sessions)
@@ -153,3 +167,21 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     finally:
         stop.set()
         await passes
+
+
+async def _forwarding(app: web.Application) -> AsyncIterator[None]:
+    """Forwarding to the app in the background, on a database connection of its own (PostgreSQL).
+
+    On SQLite it shares the engine of the queries: its statements are short and never wait for the app.
+    """
+    settings = app[SETTINGS]
+    engine = create_engine(settings, role="forward") if needs_own_intake_engine(settings) else app[ENGINE]
+    forwarder = Forwarder(engine, settings, app[METRICS])
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    try:
+        yield
+    finally:
+        await forwarder.close()
+        if engine is not app[ENGINE]:
+            await engine.dispose()
