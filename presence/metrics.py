@@ -50,7 +50,7 @@ class Metrics:
         )
         self.database_errors = Counter(
             "presence_database_errors",
-            "Database operations that failed, by operation (commit, query, retention).",
+            "Database operations that failed, by operation (commit, query, retention, forward).",
             ["operation"],
             registry=self.registry,
         )

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +33,8 @@ from tests.support.api import Api, make_settings, serving
 from tests.support.changes import ChangeFeed, presence_change
 from tests.support.receiver import WAIT, Receiver, new_secret
 from tests.support.server import ServerProcess, free_port, presence_environment
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def forwarding(url: str, receiver: Receiver, **changes: object) -> Settings:
@@ -310,6 +317,59 @@ async def test_a_webhook_reaches_the_app_as_a_change(database_url: str) -> None:
             await receiver.wait_until(lambda r: any(p.acknowledged for p in r.posts), limit=10)
         change = receiver.posts[0].payload["changes"][0]
         assert (change["type"], change["uid"], change["presence"]["status"]) == ("presence", "e2e", "online")
+
+
+async def test_the_readme_receiver_verifies_and_deduplicates(database_url: str, tmp_path: Path) -> None:
+    """The README's receiver, run as written (on a free port): it gets a forwarded change, skips the
+    same change sent again, and refuses a POST signed with another secret."""
+    section = README[README.index("## Forwarding changes to the app") :]
+    [code] = re.findall(r"```python\n(.*?)```", section[: section.index("\n## ", 1)], re.S)
+    port = free_port()
+    script = tmp_path / "receiver.py"
+    script.write_text(code.replace("port=8000", f"port={port}"))
+    assert f"port={port}" in script.read_text()
+    secret = new_secret()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env={**os.environ, "PRESENCE_FORWARD_SECRET": secret},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT):
+            while b"Press CTRL+C" not in await process.stdout.readline():  # aiohttp's last line at start
+                pass
+        url = f"http://127.0.0.1:{port}/presence-changes"
+        settings = make_settings(database_url).replace(forward_url=url, forward_secret=Secret(secret))
+        async with feed_of(database_url) as feed, serving(settings):
+            await until_leased(feed)
+            last = await feed.record([presence_change("readme-user")])
+            async with asyncio.timeout(WAIT):
+                printed = await process.stdout.readline()
+            assert printed.decode().split() == [str(last), "presence", "readme-user"]
+            await until_delivered(feed, last)
+        body = orjson.dumps({"changes": [{"seq": last, "type": "presence", "uid": "readme-user"}]}).decode()
+        async with aiohttp.ClientSession() as session:
+            for signer, status in ((Webhook(secret), 204), (Webhook(new_secret()), 401)):
+                now = datetime.now(UTC)
+                headers = {
+                    "webhook-id": "again",
+                    "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": signer.sign("again", now, body),
+                }
+                async with session.post(url, data=body, headers=headers) as response:
+                    assert response.status == status
+        process.terminate()
+        async with asyncio.timeout(WAIT):
+            rest = await process.stdout.read()
+        assert str(last).encode() not in rest  # the repeat was skipped, the forgery refused
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
 
 
 def test_retries_wait_longer_each_time_up_to_a_minute() -> None:

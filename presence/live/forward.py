@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 
 from presence.db.changes import CursorExpired, changes_after
-from presence.db.failures import describe
+from presence.db.failures import classify, describe
 from presence.db.forwarding import advance, read_lease, release, take_lease
 from presence.metrics import Metrics
 from presence.settings import Settings
@@ -166,10 +166,13 @@ class Forwarder:
             except Exception as error:
                 failures += 1
                 delay = delay_after(failures)
-                self._metrics.database_errors.labels(operation="forward").inc()
                 self._held_until = None  # read the lease again: it may have changed meanwhile
                 pending = None
-                log.warning("forwarding: the database failed (%s); trying again in %.1f s", describe(error), delay)
+                if classify(error) is None:  # a bug: its traceback, and forwarding goes on
+                    log.exception("forwarding failed unexpectedly; trying again in %.1f s", delay)
+                else:
+                    self._metrics.database_errors.labels(operation="forward").inc()
+                    log.warning("forwarding: the database failed (%s); trying again in %.1f s", describe(error), delay)
             await self._pause(delay)
 
     async def _hold(self) -> bool:
