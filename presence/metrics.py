@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per application (never the process-global one).
 
 Events by trigger and outcome, intake latency, commit batch sizes and
-durations, database errors, retention deletions, users online (read from
-the database when scraped), and open change streams.
+durations, database errors, retention deletions, forwarding's deliveries and failures, users
+online and forwarding's lag (both read from the database when scraped), and open change streams.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Metrics:
         )
         self.database_errors = Counter(
             "presence_database_errors",
-            "Database operations that failed, by operation (commit, query, retention).",
+            "Database operations that failed, by operation (commit, query, retention, forward).",
             ["operation"],
             registry=self.registry,
         )
@@ -70,6 +70,22 @@ class Metrics:
             "presence_changes",
             "Changes recorded (contract §9), by type (presence, receipt, group_receipt), once committed.",
             ["type"],
+            registry=self.registry,
+        )
+        self.forward_delivered = Counter(
+            "presence_forward_delivered",
+            "Changes this replica forwarded to the app and the app acknowledged with a 2xx.",
+            registry=self.registry,
+        )
+        self.forward_failures = Counter(
+            "presence_forward_failures",
+            "POSTs of changes to the app that failed, by status: the HTTP status, timeout or error.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.forward_lag = Gauge(
+            "presence_forward_lag_seconds",
+            "Age of the oldest change not yet forwarded to the app, 0 when none (read when scraped).",
             registry=self.registry,
         )
         self.users_online = Gauge(

@@ -8,10 +8,13 @@ no log line or traceback can show one.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import difflib
 import math
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +48,10 @@ SqliteSynchronous = Literal["NORMAL", "FULL", "EXTRA"]
 
 _DURATION = re.compile(r"(?P<amount>\d+(\.\d+)?)\s*(?P<unit>[dhms])?", re.ASCII)
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+#: What a Standard Webhooks secret starts with, before its base64.
+STANDARD_WEBHOOKS_PREFIX: Final = "whsec_"
 
 
 class SettingsError(ValueError):
@@ -131,6 +138,16 @@ class Settings:
     #: Changes waiting to be written to one stream beyond which its client is taken to read too
     #: slowly and is disconnected (it resumes with ``Last-Event-ID``): a stream's memory stays bounded.
     stream_queue: int = 1000
+    #: Where the changes are POSTed as signed webhooks (contract §9); ``None``: not forwarded.
+    forward_url: str | None = None
+    #: The Standard Webhooks secret (``whsec_`` and base64) the forwarded changes are signed with.
+    forward_secret: Secret | None = None
+    #: Seconds the app has to answer one POST before it is a failure, retried.
+    forward_timeout: float = 10.0
+    #: Most changes in one POST.
+    forward_batch: int = 100
+    #: How long the replica that forwards holds the lease before another may take over if it stops renewing it.
+    forward_lease: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
@@ -158,6 +175,19 @@ class Settings:
             raise SettingsError(
                 f"{reader.name('STREAM_HEARTBEAT')} must be at most {MAX_STREAM_HEARTBEAT:g} seconds (a stream sends"
                 f" a comment line at least that often), got {heartbeat:g}"
+            )
+        forward_url, forward_secret = reader.forward_url("FORWARD_URL"), reader.forward_secret("FORWARD_SECRET")
+        if forward_url is not None and forward_secret is None:
+            raise SettingsError(
+                f"{PREFIX}FORWARD_URL is set but {PREFIX}FORWARD_SECRET is not: the changes are signed with it"
+                " (whsec_ followed by the base64 of 24 to 64 random bytes)"
+            )
+        forward_timeout = reader.number("FORWARD_TIMEOUT", defaults.forward_timeout)
+        forward_lease = reader.duration("FORWARD_LEASE", defaults.forward_lease)
+        if forward_lease.total_seconds() <= 2 * forward_timeout:
+            raise SettingsError(
+                f"{PREFIX}FORWARD_LEASE must be longer than twice {PREFIX}FORWARD_TIMEOUT ({forward_timeout:g} s):"
+                " a POST must end before the lease it started under can pass to another replica"
             )
         return cls(
             database_url=reader.database_url("DATABASE_URL", defaults.database_url),
@@ -200,6 +230,11 @@ class Settings:
             inline_read_budget=reader.number("INLINE_READ_BUDGET", defaults.inline_read_budget, zero=True),
             stream_heartbeat=heartbeat,
             stream_queue=reader.integer("STREAM_QUEUE", defaults.stream_queue, minimum=1),
+            forward_url=forward_url,
+            forward_secret=forward_secret,
+            forward_timeout=forward_timeout,
+            forward_batch=reader.integer("FORWARD_BATCH", defaults.forward_batch, minimum=1, maximum=1000),
+            forward_lease=forward_lease,
         )
 
     @property
@@ -318,6 +353,38 @@ class _Reader:
         if match is None or float(match["amount"]) <= 0:
             raise SettingsError(f"{self.name(name)} must be a duration such as 7d, 12h, 30m or 45s, got {raw!r}")
         return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
+
+    def forward_url(self, name: str) -> str | None:
+        """An ``http://`` or ``https://`` URL with a host; the message never quotes it (it may hold a token)."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            url = urllib.parse.urlsplit(raw)
+            valid = url.scheme in ("http", "https") and bool(url.hostname) and (url.port or 1) > 0
+        except ValueError:  # a port that is not a number, or out of range
+            valid = False
+        if not valid:
+            raise SettingsError(f"{self.name(name)} must be an http:// or https:// URL with a host")
+        return raw
+
+    def forward_secret(self, name: str) -> Secret | None:
+        """A Standard Webhooks secret: ``whsec_`` (optional) and the base64 of 24 to 64 bytes."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        encoded = raw.removeprefix(STANDARD_WEBHOOKS_PREFIX)
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not 24 <= len(key) <= 64:
+            # Never quote the value: it is a secret.
+            raise SettingsError(
+                f"{self.name(name)} must be whsec_ followed by the base64 of 24 to 64 random bytes"
+                " (the Standard Webhooks form), e.g. whsec_$(openssl rand -base64 32)"
+            )
+        return Secret(raw)
 
     def choice(self, name: str, default: _Choice, allowed: tuple[_Choice, ...]) -> _Choice:
         raw = self.text(name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import timedelta
+
 import pytest
 
 from presence.settings import Settings, SettingsError, known_variables, unknown_variables
@@ -80,3 +83,29 @@ def test_the_stream_settings_default_to_the_contract_and_can_be_set() -> None:
     assert (Settings.from_env({}).stream_heartbeat, Settings.from_env({}).stream_queue) == (15.0, 1000)
     settings = Settings.from_env({"PRESENCE_STREAM_HEARTBEAT": "0.5", "PRESENCE_STREAM_QUEUE": "10"})
     assert (settings.stream_heartbeat, settings.stream_queue) == (0.5, 10)
+
+
+def test_forwarding_settings_parse_and_hide_the_secret() -> None:
+    secret = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+    settings = Settings.from_env(
+        {
+            "PRESENCE_FORWARD_URL": "https://app.example/changes",
+            "PRESENCE_FORWARD_SECRET": secret,
+            "PRESENCE_FORWARD_TIMEOUT": "2.5",
+            "PRESENCE_FORWARD_BATCH": "1000",
+            "PRESENCE_FORWARD_LEASE": "1m",
+        }
+    )
+    assert settings.forward_url == "https://app.example/changes"
+    assert settings.forward_secret is not None
+    assert settings.forward_secret.reveal() == secret
+    assert secret not in repr(settings)
+    assert (settings.forward_timeout, settings.forward_batch, settings.forward_lease) == (
+        2.5,
+        1000,
+        timedelta(minutes=1),
+    )
+    # The secret without its prefix or padding is what the standardwebhooks package takes too.
+    assert Settings.from_env({"PRESENCE_FORWARD_SECRET": secret.removeprefix("whsec_").rstrip("=")}).forward_secret
+    with pytest.raises(SettingsError, match="PRESENCE_FORWARD_BATCH must be at most 1000"):
+        Settings.from_env({"PRESENCE_FORWARD_BATCH": "1001"})

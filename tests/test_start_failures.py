@@ -141,6 +141,49 @@ async def test_a_hook_username_with_a_colon_is_refused(tmp_path: Path) -> None:
     assert "PRESENCE_HOOK_USERNAME must not contain ':'" in failure_line(result)
 
 
+#: A well-formed Standard Webhooks secret, and the bad forwarding settings with what their line says.
+FORWARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BAD_FORWARDING = (
+    ({"PRESENCE_FORWARD_URL": "https://app.invalid/changes"}, "PRESENCE_FORWARD_SECRET is not"),
+    ({"PRESENCE_FORWARD_URL": "ftp://app.invalid/x", "PRESENCE_FORWARD_SECRET": FORWARD_SECRET}, "http:// or https://"),
+    ({"PRESENCE_FORWARD_URL": "app.invalid/changes", "PRESENCE_FORWARD_SECRET": FORWARD_SECRET}, "http:// or https://"),
+    (
+        {"PRESENCE_FORWARD_URL": "https://app.invalid/changes", "PRESENCE_FORWARD_SECRET": "whsec_not!base64"},
+        "PRESENCE_FORWARD_SECRET must be whsec_",
+    ),
+    (
+        {"PRESENCE_FORWARD_URL": "https://app.invalid/changes", "PRESENCE_FORWARD_SECRET": "whsec_c2hvcnQ="},
+        "PRESENCE_FORWARD_SECRET must be whsec_",
+    ),
+    (
+        {
+            "PRESENCE_FORWARD_URL": "https://app.invalid/c",
+            "PRESENCE_FORWARD_SECRET": FORWARD_SECRET,
+            "PRESENCE_FORWARD_TIMEOUT": "20",
+        },
+        "PRESENCE_FORWARD_LEASE must be longer",
+    ),
+)
+
+
+async def test_bad_forwarding_settings_stop_serve_with_one_line_exit_2(tmp_path: Path) -> None:
+    """§9: a forwarding URL without a secret, a secret that does not decode (or is short), a URL that
+    is not http(s): serve stops before it opens the database, in one line that never shows the secret."""
+
+    async def run(extra: dict[str, str]) -> Completed:
+        environment = presence_environment(f"sqlite+aiosqlite:///{tmp_path / 'forward.db'}", extra=extra)
+        return await run_presence(["serve", "--port", "0"], environment, tmp_path)
+
+    results = await asyncio.gather(*(run(extra) for extra, _ in BAD_FORWARDING))
+    for (extra, said), result in zip(BAD_FORWARDING, results, strict=True):
+        assert result.returncode == 2, (extra, result)
+        line = failure_line(result)
+        assert said in line, (extra, line)
+        secret = extra.get("PRESENCE_FORWARD_SECRET", "").removeprefix("whsec_")
+        assert not secret or secret not in result.stderr + result.stdout
+    assert not (tmp_path / "forward.db").exists()
+
+
 async def test_version_help_and_unknown_variables(tmp_path: Path) -> None:
     """§1: --version; the help says what the tool is for and, per command, its settings and default database;
     a PRESENCE_* variable no setting reads is warned about with the name it was likely meant to be."""

@@ -20,8 +20,9 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
 #: What an engine is for. ``queries``: the query API's, each statement bounded by
 #: ``query_timeout``. ``intake``: the group committer's (and migrations' and retention's), a pool
-#: of its own so that no number of slow queries can hold a webhook. ``general``: a command's.
-EngineRole = Literal["general", "queries", "intake"]
+#: of its own so that no number of slow queries can hold a webhook. ``forward``: forwarding's, one
+#: connection of its own, so that a slow app can hold neither. ``general``: a command's.
+EngineRole = Literal["general", "queries", "intake", "forward"]
 
 
 def create_engine(settings: Settings, *, role: EngineRole = "general") -> AsyncEngine:
@@ -39,6 +40,8 @@ def create_engine(settings: Settings, *, role: EngineRole = "general") -> AsyncE
         if role == "intake":
             # One connection per commit in flight, and one for retention's batches.
             pool_size, overflow = settings.commit_concurrency + 1, 0
+        elif role == "forward":
+            pool_size, overflow = 1, 0  # one sender, one statement at a time
         # A pooled connection may have died with the server: check it before use, so the
         # service recovers from an outage by itself. A local SQLite file needs no such check, and
         # the check is a round trip per request (measured in docs/benchmarks.md, "Figures kept out of the code").

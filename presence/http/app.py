@@ -2,12 +2,12 @@
 
 Nothing is built at import time. Each resource (the engine, with the schema
 migrated first when asked; the group committer; the inline lookups; retention;
-the change streams' hub) lives in a ``cleanup_ctx`` generator of its own, made
-when the application starts and disposed of when it stops, in reverse order:
-retention stops, the committer commits what is queued, and the engine is
-disposed of last. The change streams end earlier, at ``on_shutdown``: aiohttp
-waits for the requests in progress before it runs the cleanups, and a stream
-is a request that never ends by itself.
+the change streams' hub, forwarding when configured) lives in a ``cleanup_ctx``
+generator of its own, made when the application starts and disposed of when it
+stops, in reverse order: forwarding and retention stop, the committer commits what
+is queued, and the engine is disposed of last. The change streams end earlier, at
+``on_shutdown``: aiohttp waits for the requests in progress before it runs the
+cleanups, and a stream is a request that never ends by itself.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from presence.http.keys import (
     COMMITTER,
     CURSOR_KEY,
     ENGINE,
+    FORWARDER,
     HEAD_REVISION,
     HUB,
     INTAKE_ENGINE,
@@ -42,6 +43,7 @@ from presence.http.keys import (
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
 from presence.jobs import retention
+from presence.live.forward import Forwarder
 from presence.live.hub import ChangeHub
 from presence.metrics import Metrics
 from presence.settings import Settings
@@ -68,6 +70,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     # them in reverse, and of those already made when a later one fails to start.
     app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention, _hub])
     app.on_shutdown.append(_end_streams)
+    if settings.forward_url is not None:
+        app.cleanup_ctx.append(_forwarding)
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
     app.router.add_get("/users/{uid}/sessions", api.get_sessions)
@@ -196,3 +200,24 @@ async def _end_streams(app: web.Application) -> None:
     """Every open stream ends its response now, so that stopping waits for no stream."""
     if HUB in app:
         await app[HUB].close()
+
+
+async def _forwarding(app: web.Application) -> AsyncIterator[None]:
+    """Forwarding to the app in the background, on a database connection of its own (PostgreSQL).
+
+    On SQLite it shares the engine of the queries: its statements are short and never wait for the app.
+    """
+    settings = app[SETTINGS]
+    engine = create_engine(settings, role="forward") if needs_own_intake_engine(settings) else app[ENGINE]
+    forwarder = Forwarder(engine, settings, app[METRICS])
+    app[FORWARDER] = forwarder
+    forwarder.start()
+    # Woken in-process by each commit that recorded changes, rather than at its next poll.
+    stop_waking = app[COMMITTER].on_changes(lambda _last_seq: forwarder.wake())
+    try:
+        yield
+    finally:
+        stop_waking()
+        await forwarder.close()
+        if engine is not app[ENGINE]:
+            await engine.dispose()

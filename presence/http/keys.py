@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.inline import Lookups
 from presence.intake.committer import Committer
+from presence.live.forward import Forwarder
 from presence.live.hub import ChangeHub
 from presence.metrics import Metrics
 from presence.settings import Settings
@@ -27,3 +28,5 @@ CURSOR_KEY = web.AppKey("cursor_key", bytes)
 METRICS = web.AppKey("metrics", Metrics)
 #: The newest Alembic revision this code knows, read once at start-up.
 HEAD_REVISION = web.AppKey("head_revision", str)
+#: Forwards the changes to the app; only when ``PRESENCE_FORWARD_URL`` is set.
+FORWARDER = web.AppKey("forwarder", Forwarder)

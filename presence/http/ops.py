@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from presence.db import reads
+from presence.db import forwarding, reads
 from presence.db.failures import is_unavailable
 from presence.db.schema import current_revision
 from presence.http.errors import ApiError
-from presence.http.keys import COMMITTER, ENGINE, HEAD_REVISION, METRICS
+from presence.http.keys import COMMITTER, ENGINE, HEAD_REVISION, METRICS, SETTINGS
 from presence.http.responses import Healthy, Ready, json_answer
 
 
@@ -40,11 +42,16 @@ async def get_readyz(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    """Prometheus text format; users online is read from the database at each scrape."""
+    """Prometheus text format; users online and forwarding's lag are read from the database at each scrape."""
     metrics = request.app[METRICS]
     try:
         async with request.app[ENGINE].connect() as connection:
             metrics.users_online.set(await reads.users_online(connection))
+            if request.app[SETTINGS].forward_url is not None:
+                # Read from the database, so every replica tells it, and it grows while a POST hangs.
+                oldest = await forwarding.oldest_undelivered(connection)
+                lag = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+                metrics.forward_lag.set(max(0.0, lag))
     except Exception as error:
         if not is_unavailable(error):
             raise

@@ -1,1 +1,1 @@
-"""Following the changes live: the streams of ``GET /changes/stream`` and what wakes them."""
+"""Following the changes live (contract §9): the streams, what wakes them, and forwarding to the app."""
