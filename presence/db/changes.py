@@ -148,24 +148,8 @@ async def changes_after(
     to it, past every change that did not match. ``CursorExpired`` when ``after`` is below what
     retention kept.
     """
-    pruned_through, last_seq = await horizon(connection)
-    if after < pruned_through:
-        raise CursorExpired(pruned_through)
-    conditions = [_change.c.seq > after, _change.c.seq <= last_seq]
-    if where.uid is not None:
-        conditions.append(_change.c.uid == where.uid)
-    if where.type is not None:
-        conditions.append(_change.c.type == where.type)
-    if where.conversation_id is not None:
-        conditions.append(_change.c.conversation_id == where.conversation_id)
-    rows = (
-        await connection.execute(
-            select(_change.c.seq, _change.c.body).where(and_(*conditions)).order_by(_change.c.seq).limit(limit)
-        )
-    ).all()
-    changes = [(int(seq), render(int(seq), body)) for seq, body in rows]
-    next_after = changes[-1][0] if len(changes) == limit else max(after, last_seq)
-    return ChangePage(changes, next_after)
+    live, next_after = await tail_after(connection, after, limit=limit, where=where)
+    return ChangePage([(change.seq, change.json) for change in live], next_after)
 
 
 async def latest_seq(connection: AsyncConnection) -> int:
