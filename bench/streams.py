@@ -212,24 +212,40 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def cpu_per_webhook(result: WrkResult) -> float | None:
+    """The server's CPU seconds per webhook answered: what the streams add to each, whatever the load around."""
+    if result.server_cpu is None or not result.rps:
+        return None
+    return result.server_cpu / 100 / result.rps
+
+
 def report(args: argparse.Namespace, rows: dict[str, list[WrkResult]], delays: list[float], about: str) -> str:
-    lines = [f"Streams benchmark: {about}", "", "| Row | webhooks/s (median) | runs | p50 | p99 | server CPU |"]
-    lines.append("| --- | --- | --- | --- | --- | --- |")
-    medians = {}
+    lines = [f"Streams benchmark: {about}", ""]
+    lines.append("| Row | webhooks/s (median) | runs | p50 | p99 | server CPU | server CPU per webhook |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
+    medians, costs = {}, {}
     for row, results in rows.items():
         rates = [result.rps for result in results]
         medians[row] = statistics.median(rates)
         p50 = statistics.median(result.p50_ms for result in results)
         p99 = statistics.median(result.p99_ms for result in results)
         cpu = [result.server_cpu for result in results if result.server_cpu is not None]
+        per = [cost for cost in map(cpu_per_webhook, results) if cost is not None]
+        costs[row] = statistics.median(per) if per else 0.0
         lines.append(
             f"| intake, {row} | {medians[row]:.0f} | {', '.join(f'{rate:.0f}' for rate in rates)} "
-            f"| {p50:.1f} ms | {p99:.1f} ms | {statistics.median(cpu) if cpu else 0:.0f}% |"
+            f"| {p50:.1f} ms | {p99:.1f} ms | {statistics.median(cpu) if cpu else 0:.0f}% | {costs[row] * 1e6:.0f} µs |"
         )
     zero, many = medians["0 streams"], medians[f"{args.streams} streams"]
     ratio = many / zero if zero else 0.0
     lines += ["", f"Intake with {args.streams} streams / without: **{ratio:.3f}** (target at least 0.90: "
               f"{'PASS' if ratio >= 0.9 else 'FAIL'})"]  # fmt: skip
+    cost_zero, cost_many = costs["0 streams"], costs[f"{args.streams} streams"]
+    if cost_zero and cost_many:
+        lines.append(
+            f"Server CPU per webhook without streams / with: **{cost_zero / cost_many:.3f}** (the same cost as a"
+            " ratio that a busy machine disturbs less: the rate falls with the load around, the CPU per webhook less)"
+        )
     if delays:
         ordered = sorted(delays)
         p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]

@@ -224,6 +224,35 @@ async def test_retention_keeps_what_is_younger_and_raises_the_horizon_to_what_it
         await engine.dispose()
 
 
+async def test_the_tail_reads_a_prefix_in_one_statement_and_finds_retention_past_it(database_url: str) -> None:
+    """``tail_from``: the changes above a position; a position retention pruned past is expired."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            old, young = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+            for seq, at in [(1, old), (2, old), (3, young), (4, young)]:
+                row = {"seq": seq, "type": "presence", "uid": f"u{seq}", "conversation_id": None, "recorded_at": at}
+                await connection.execute(insert(Change).values(**row, body="{}"))
+            await connection.execute(update(ChangeLog).values(last_seq=4))
+        async with engine.connect() as connection:
+            assert [c.seq for c in await changes.tail_from(connection, 0, limit=3)] == [1, 2, 3]
+            assert [(c.seq, c.uid, c.json) for c in await changes.tail_from(connection, 2, limit=10)] == [
+                (3, "u3", '{"seq":3}'),
+                (4, "u4", '{"seq":4}'),
+            ]
+            assert await changes.tail_from(connection, 4, limit=10) == []
+        async with engine.begin() as connection:
+            assert await changes.prune(connection, datetime(2026, 1, 2, tzinfo=UTC), limit=10) == 2
+        async with engine.connect() as connection:
+            assert [c.seq for c in await changes.tail_from(connection, 2, limit=10)] == [3, 4]
+            for behind in (0, 1):
+                with pytest.raises(changes.CursorExpired) as expired:
+                    await changes.tail_from(connection, behind, limit=10)
+                assert expired.value.oldest_kept == 2
+    finally:
+        await engine.dispose()
+
+
 def test_the_change_retention_setting() -> None:
     assert Settings.from_env({}).change_retention == timedelta(hours=24)
     assert Settings.from_env({"PRESENCE_CHANGE_RETENTION": "90m"}).change_retention == timedelta(minutes=90)

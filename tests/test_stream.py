@@ -507,6 +507,27 @@ async def test_the_listener_reconnects_when_its_connection_is_lost(postgres_data
         await postgres_databases.drop(url)
 
 
+async def test_the_tail_reads_on_a_new_connection_when_its_own_is_lost(postgres_databases: Databases) -> None:
+    url = await postgres_databases.fresh()
+    try:
+        async with serving(make_settings(url)) as client, change_writer(url) as writer, stream(client) as events:
+            first = await writer.record(presence_change("alice"))
+            assert [event.seq for event in await events.until(first)] == [first]
+            async with writer.engine.begin() as connection:
+                ended = await connection.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE query LIKE '%FROM change %WHERE change.seq > $1%' AND pid <> pg_backend_pid()"
+                        " AND datname = current_database()"
+                    )
+                )
+            assert ended == 1  # the tail's connection, whose last statement was its read
+            second = await writer.record(presence_change("bob"))
+            assert [event.seq for event in await events.until(second)] == [second]
+    finally:
+        await postgres_databases.drop(url)
+
+
 # --- the subscription's bound ---------------------------------------------------------------------
 
 

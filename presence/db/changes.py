@@ -216,3 +216,30 @@ async def tail_after(
         for seq, change_type, uid, conversation_id, body in rows
     ]
     return changes, changes[-1].seq if len(changes) == limit else max(after, last_seq)
+
+
+_tail = (
+    select(_change.c.seq, _change.c.type, _change.c.uid, _change.c.conversation_id, _change.c.body)
+    .where(_change.c.seq > bindparam("after"))
+    .order_by(_change.c.seq)
+    .limit(bindparam("limit"))
+)
+
+
+async def tail_from(connection: AsyncConnection, after: int, *, limit: int) -> list[LiveChange]:
+    """Every change above ``after``, at most ``limit``, in ``seq`` order: in one statement, for the hub's tail.
+
+    Unfiltered, what a statement sees is a prefix of ``seq``: numbers are taken in commit order and
+    never skipped (a transaction rolled back gives its numbers back with its ``change_log`` update).
+    So a first ``seq`` other than ``after + 1`` can only be retention's doing, and only then is the
+    horizon read: ``CursorExpired`` when ``after`` is below what was kept.
+    """
+    rows = (await connection.execute(_tail, {"after": after, "limit": limit})).all()
+    if rows and rows[0][0] != after + 1:
+        pruned_through, _ = await horizon(connection)
+        if after < pruned_through:
+            raise CursorExpired(pruned_through)
+    return [
+        LiveChange(int(seq), change_type, uid, conversation_id, render(int(seq), body))
+        for seq, change_type, uid, conversation_id, body in rows
+    ]
