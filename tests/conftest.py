@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.settings import Settings
 from tests.support.api import Api, make_settings, serving
@@ -24,6 +27,9 @@ from tests.support.databases import (
 )
 from tests.support.descriptors import sqlite_descriptors
 
+#: The SQLite files of the module-scoped databases alive now: their app holds them open across tests.
+_module_sqlite_files: set[str] = set()
+
 
 @pytest.fixture(autouse=True)
 def _no_sqlite_file_left_open() -> Iterator[None]:
@@ -35,7 +41,11 @@ def _no_sqlite_file_left_open() -> Iterator[None]:
     """
     before = sqlite_descriptors()
     yield
-    left = sorted(target for fd, target in sqlite_descriptors().items() if before.get(fd) != target)
+    left = sorted(
+        target
+        for fd, target in sqlite_descriptors().items()
+        if before.get(fd) != target and not target.startswith(tuple(_module_sqlite_files))
+    )
     if left:
         gc.collect()
         collected = not any(target in left for target in sqlite_descriptors().values())
@@ -95,3 +105,44 @@ async def client(settings: Settings) -> AsyncIterator[TestClient]:  # type: igno
 @pytest.fixture
 def api(client: TestClient) -> Api:  # type: ignore[type-arg]
     return Api(client)
+
+
+# --- shared by a module's tests -------------------------------------------------------------------
+# For the many cases of one refusal (a body spoiled a field at a time) that each post one request
+# and check that nothing changed: one database and one app per backend for the module, not one per
+# case. Such a test is marked ``@pytest.mark.asyncio(loop_scope="module")`` to run in the module's
+# event loop, where these live; it compares the database before and after its own request, so a
+# case that wrongly changed something still fails, itself.
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def module_databases(request: pytest.FixtureRequest) -> Databases:
+    """:func:`databases`, for a module's shared database."""
+    return request.getfixturevalue(f"{request.param}_databases")  # type: ignore[no-any-return]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_database_url(module_databases: Databases) -> AsyncIterator[str]:
+    databases = module_databases
+    url = await databases.fresh()
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if path:
+        _module_sqlite_files.add(path)
+    yield url
+    await databases.drop(url)
+    if path:
+        _module_sqlite_files.discard(path)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_api(module_database_url: str) -> AsyncIterator[Api]:
+    async with serving(make_settings(module_database_url)) as client:
+        yield Api(client)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_engine(module_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the module's database, for the tests' own reads (``dump``)."""
+    engine = create_async_engine(module_database_url)
+    yield engine
+    await engine.dispose()

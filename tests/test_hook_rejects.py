@@ -23,8 +23,10 @@ from typing import Any
 import brotli  # type: ignore[import-untyped]
 import orjson
 import pytest
+import pytest_asyncio
 from aiohttp import ClientResponse
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.models import InboxEvent
 from presence.settings import Settings
@@ -218,12 +220,22 @@ async def assert_error(response: ClientResponse, status: int, code: str) -> dict
     return payload  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def seeded(api: Api) -> Api:
+async def seed(api: Api) -> Api:
     """The API over a database that already holds a user, a message and receipts."""
     for body in (CONNECTION, MESSAGE, DELIVERY, READ, GROUP_READ):
         await api.hook(body)
     return api
+
+
+@pytest.fixture
+async def seeded(api: Api) -> Api:
+    return await seed(api)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_seeded(module_api: Api) -> Api:
+    """:func:`seeded`, once per backend for the module's many cases of one refusal (tests/conftest.py)."""
+    return await seed(module_api)
 
 
 @pytest.mark.parametrize("name", list(BASES))
@@ -232,16 +244,17 @@ async def test_the_unspoiled_bodies_are_accepted(api: Api, name: str) -> None:
     assert await api.hook(BASES[name]) == {"status": "accepted"}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("body", "code"), MALFORMED_BODIES)
 async def test_a_body_that_is_not_one_json_object_with_a_trigger_is_400(
-    seeded: Api, database_url: str, body: bytes, code: str
+    shared_seeded: Api, module_engine: AsyncEngine, body: bytes, code: str
 ) -> None:
     """§2: not JSON, not an object, no usable trigger: 400 with the error shape, nothing changed."""
-    before = await dump(database_url)
+    before = await dump(module_engine)
 
-    await assert_error(await seeded.post_hook(body), 400, code)
+    await assert_error(await shared_seeded.post_hook(body), 400, code)
 
-    assert await dump(database_url) == before
+    assert await dump(module_engine) == before
 
 
 @pytest.mark.parametrize(
@@ -291,16 +304,17 @@ async def test_a_documented_sample_posted_verbatim_is_refused_at_its_trailing_co
     assert await dump(database_url) == before
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("body", "code"), INVALID_EVENTS)
 async def test_a_known_trigger_with_a_missing_or_mistyped_field_is_400(
-    seeded: Api, database_url: str, body: dict[str, Any], code: str
+    shared_seeded: Api, module_engine: AsyncEngine, body: dict[str, Any], code: str
 ) -> None:
     """§2: a known trigger with a missing or mistyped required field: 400 with the error shape, nothing changed."""
-    before = await dump(database_url)
+    before = await dump(module_engine)
 
-    await assert_error(await seeded.post_hook(body), 400, code)
+    await assert_error(await shared_seeded.post_hook(body), 400, code)
 
-    assert await dump(database_url) == before
+    assert await dump(module_engine) == before
 
 
 @pytest.mark.parametrize("trigger", ["after_message\x00", "unknown\x00trigger"])
@@ -378,20 +392,21 @@ WRONG_CREDENTIALS = [
 ]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("authorization", WRONG_CREDENTIALS)
 async def test_hook_without_the_right_basic_credentials_is_401(
-    seeded: Api, database_url: str, authorization: str | None
+    shared_seeded: Api, module_engine: AsyncEngine, authorization: str | None
 ) -> None:
     """§2: a missing or wrong Authorization is 401 with the Basic challenge; a valid body is not stored."""
-    before = await dump(database_url)
+    before = await dump(module_engine)
     body = payloads.connection("u-9", "connected", CONNECTED_AT, payloads.device("s-9"))
 
-    response = await seeded.post_hook(body, authorization=authorization)
+    response = await shared_seeded.post_hook(body, authorization=authorization)
 
     await assert_error(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == BASIC_CHALLENGE
-    assert await dump(database_url) == before
-    assert await seeded.presence("u-9") is None
+    assert await dump(module_engine) == before
+    assert await shared_seeded.presence("u-9") is None
 
 
 async def test_hook_checks_credentials_before_the_body(seeded: Api, database_url: str) -> None:
@@ -417,13 +432,16 @@ WRONG_TOKENS = [
 ]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("path", QUERY_PATHS)
 @pytest.mark.parametrize("authorization", WRONG_TOKENS)
-async def test_query_api_without_a_valid_bearer_token_is_401(seeded: Api, path: str, authorization: str | None) -> None:
+async def test_query_api_without_a_valid_bearer_token_is_401(
+    shared_seeded: Api, path: str, authorization: str | None
+) -> None:
     """§5: the query API needs one of the configured bearer tokens; otherwise 401 with the error shape."""
-    assert (await seeded.get(path)).status == 200  # the resource exists: the 401 is about the token
+    assert (await shared_seeded.get(path)).status == 200  # the resource exists: the 401 is about the token
 
-    await assert_error(await seeded.get(path, authorization=authorization), 401, "unauthorized")
+    await assert_error(await shared_seeded.get(path, authorization=authorization), 401, "unauthorized")
 
 
 @pytest.mark.parametrize("path", QUERY_PATHS)
@@ -640,19 +658,20 @@ NOT_UTF8_AUTHORIZATIONS = [
 ]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("authorization", NOT_UTF8_AUTHORIZATIONS)
 @pytest.mark.parametrize("path", ["/hook", *QUERY_PATHS, "/metrics"])
 async def test_an_authorization_header_not_in_utf8_is_401_never_500(
-    seeded: Api, database_url: str, path: str, authorization: bytes
+    shared_seeded: Api, module_engine: AsyncEngine, path: str, authorization: bytes
 ) -> None:
     """§2, §5: Authorization bytes that are not UTF-8 are wrong credentials: 401 with the error shape."""
-    before = await dump(database_url)
+    before = await dump(module_engine)
     method, body = (b"POST", orjson.dumps(CONNECTION)) if path == "/hook" else (b"GET", b"")
     head = method + b" " + path.encode() + b" HTTP/1.1\r\nHost: presence\r\nAuthorization: " + authorization + b"\r\n"
 
-    status, headers, payload = await raw_request(seeded, head, body)
+    status, headers, payload = await raw_request(shared_seeded, head, body)
 
     assert status == 401, payload
     assert payload == {"error": {"code": "unauthorized", "message": payload["error"]["message"]}}, payload
     assert headers["WWW-Authenticate"] == (BASIC_CHALLENGE if path == "/hook" else 'Bearer realm="presence"')
-    assert await dump(database_url) == before
+    assert await dump(module_engine) == before

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.db.models import Base
 
 
-async def dump(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, sorted, by table name."""
-    engine = create_async_engine(database_url)
+async def dump(database: str | AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted, by table name: of a database URL, or through an engine kept open."""
+    engine = create_async_engine(database) if isinstance(database, str) else database
     try:
         async with engine.connect() as connection:
             tables = {}
@@ -21,7 +21,8 @@ async def dump(database_url: str) -> dict[str, list[tuple[Any, ...]]]:
                 tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
             return tables
     finally:
-        await engine.dispose()
+        if isinstance(database, str):
+            await engine.dispose()
 
 
 #: The change feed's tables (contract §9).
