@@ -223,6 +223,10 @@ async def test_a_uid_lookup_shows_presence_and_sessions_and_a_message_its_receip
     await expect(reader).to_be_visible()
     await expect(tab.locator("#message-facts")).to_contain_text("cometchat-uid-5")  # the sender
     await expect(tab.locator("#message-facts")).to_contain_text("1 reader")
+    # On a phone-sized screen every result still fits its width: nothing scrolls sideways.
+    await tab.set_viewport_size({"width": 390, "height": 844})
+    await expect(reader).to_be_visible()
+    assert await tab.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.unexpected_errors(allowed=[FAILED_REQUEST]) == []  # the unknown uid's 404s
 
 

@@ -410,8 +410,9 @@
       current.chart = new uPlot({
         width: Math.max(280, box.clientWidth),
         height: 220,
-        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [{}, { label: "events/s", size: 50 }],
+        legend: { live: false }, // the names only: values on hover would be unreadable at this pace
         series: [{}, ...series.map((name, k) => ({
           label: name,
           stroke: PALETTE[k % PALETTE.length],
