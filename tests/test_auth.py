@@ -21,7 +21,8 @@ from presence.settings import Settings
 from tests.support.api import API_AUTH, HOOK_PASSWORD, HOOK_USERNAME
 
 #: Open to anyone: the probes and the document. ``/hook`` asks for CometChat's Basic credentials.
-OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json"}
+#: The dashboard's page and files hold no data: what they show is read from the API, with a token.
+OPEN_ROUTES = {"/healthz", "/readyz", "/openapi.json", "/dashboard", "/dashboard/{asset}"}
 
 
 def _concrete(template: str) -> str:

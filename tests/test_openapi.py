@@ -99,7 +99,7 @@ async def test_the_documented_security_is_what_each_handler_asks_for(api: Api) -
     document = openapi_document()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            concrete = path.format(uid=EXAMPLE_UID, message_id=EXAMPLE_MESSAGE_ID, conversation_id="c")
+            concrete = path.format(uid=EXAMPLE_UID, message_id=EXAMPLE_MESSAGE_ID, conversation_id="c", asset="app.js")
             if method == "post":
                 response = await api.post_hook({"trigger": "x"}, authorization=None)
             else:

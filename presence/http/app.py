@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence import dashboard
 from presence.db.engine import create_engine, needs_own_intake_engine
 from presence.db.failures import classify, describe
 from presence.db.inline import Lookups
@@ -26,11 +27,13 @@ from presence.db.schema import current_revision, head_revision, upgrade
 from presence.http import api, ops, stream
 from presence.http.auth import api_token_middleware
 from presence.http.cursors import cursor_key
+from presence.http.dashboard import get_dashboard, get_dashboard_asset
 from presence.http.errors import error_middleware
 from presence.http.hook import receive_webhook
 from presence.http.keys import (
     COMMITTER,
     CURSOR_KEY,
+    DASHBOARD,
     ENGINE,
     FORWARDER,
     HEAD_REVISION,
@@ -66,6 +69,7 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app[CURSOR_KEY] = cursor_key(settings)
     app[METRICS] = Metrics()
     app[HEAD_REVISION] = head_revision() or ""
+    app[DASHBOARD] = dashboard.load()
     # One context per resource, in the order they depend on each other: aiohttp disposes of
     # them in reverse, and of those already made when a later one fails to start.
     app.cleanup_ctx.extend([_database(migrate=migrate), _committer, _lookups, _retention, _hub])
@@ -86,6 +90,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.router.add_get("/readyz", ops.get_readyz)
     app.router.add_get("/metrics", ops.get_metrics)
     app.router.add_get("/openapi.json", get_openapi)
+    app.router.add_get("/dashboard", get_dashboard)
+    app.router.add_get("/dashboard/{asset}", get_dashboard_asset)
     return app
 
 

@@ -19,9 +19,10 @@ from presence.http.errors import ApiError
 from presence.http.keys import SETTINGS
 from presence.settings import Settings
 
-#: Routes (by path template) that take no bearer token: probes, the document, and the hook,
-#: which checks CometChat's Basic credentials itself (:func:`require_hook_credentials`).
-PUBLIC_ROUTES: Final = frozenset({"/healthz", "/readyz", "/openapi.json", "/hook"})
+#: Routes (by path template) that take no bearer token: probes, the document, the dashboard's page and
+#: files (its data comes from the API, with a token), and the hook, which checks CometChat's Basic
+#: credentials itself (:func:`require_hook_credentials`).
+PUBLIC_ROUTES: Final = frozenset({"/healthz", "/readyz", "/openapi.json", "/hook", "/dashboard", "/dashboard/{asset}"})
 
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="presence"'}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="presence"'}

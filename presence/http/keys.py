@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presence.dashboard import Dashboard
 from presence.db.inline import Lookups
 from presence.intake.committer import Committer
 from presence.live.forward import Forwarder
@@ -30,3 +31,5 @@ METRICS = web.AppKey("metrics", Metrics)
 HEAD_REVISION = web.AppKey("head_revision", str)
 #: Forwards the changes to the app; only when ``PRESENCE_FORWARD_URL`` is set.
 FORWARDER = web.AppKey("forwarder", Forwarder)
+#: The dashboard's page and files, read from the package when the app is made.
+DASHBOARD = web.AppKey("dashboard", Dashboard)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_TRIGGER_LENGTH
 from presence.core.parse import KNOWN_TRIGGERS
+from presence.dashboard import ASSETS
 from presence.http import responses
 from presence.http.api import CHANGE_TYPES, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, MAX_UIDS_PER_REQUEST, STATUSES
 from presence.http.responses import CURSOR_PATTERN
@@ -226,6 +227,8 @@ def _paths() -> dict[str, Any]:
                 {"200": _json_response("The OpenAPI 3.1 document.", {"type": "object"})},
             )
         },
+        "/dashboard": {"get": _dashboard_page_operation()},
+        "/dashboard/{asset}": {"get": _dashboard_asset_operation()},
     }
 
 
@@ -333,6 +336,63 @@ def _metrics_operation() -> dict[str, Any]:
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
             "401": {"$ref": "#/components/responses/Unauthorized"},
+        },
+    }
+
+
+def _dashboard_headers() -> dict[str, Any]:
+    """What every answer of the dashboard's routes carries (``presence.http.dashboard.SECURITY_HEADERS``)."""
+    return {
+        "Content-Security-Policy": _header(
+            "Scripts, styles, images and requests from this service only.", required=True
+        ),
+        "X-Content-Type-Options": _header("Always `nosniff`.", required=True),
+        "Referrer-Policy": _header("Always `no-referrer`.", required=True),
+        "ETag": _header("A digest of the file; send it back as `If-None-Match`.", required=True),
+    }
+
+
+def _dashboard_page_operation() -> dict[str, Any]:
+    return {
+        "operationId": "getDashboard",
+        "summary": "The operators' page (open it in a browser); it asks for an API token and reads this API with it.",
+        "tags": ["dashboard"],
+        "security": [],
+        "responses": {
+            "200": {
+                "description": "The page.",
+                "headers": _dashboard_headers(),
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "304": {"description": "Not modified: `If-None-Match` named the page's `ETag`."},
+        },
+    }
+
+
+def _dashboard_asset_operation() -> dict[str, Any]:
+    media_types = sorted(set(ASSETS.values()))
+    return {
+        "operationId": "getDashboardAsset",
+        "summary": "A script, style sheet, icon or licence of the dashboard, as `GET /dashboard` loads it.",
+        "tags": ["dashboard"],
+        "security": [],
+        "parameters": [
+            {
+                "name": "asset",
+                "in": "path",
+                "required": True,
+                "description": "The file's name.",
+                "schema": {"type": "string", "enum": list(ASSETS)},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The file.",
+                "headers": _dashboard_headers(),
+                "content": {media_type: {"schema": {"type": "string"}} for media_type in media_types},
+            },
+            "304": {"description": "Not modified: `If-None-Match` named the file's `ETag`."},
+            "404": _error_response("The dashboard has no file of that name.", "not_found"),
         },
     }
 
