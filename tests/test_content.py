@@ -461,6 +461,16 @@ def test_an_action_message_of_another_trigger_keeps_no_data() -> None:
     assert "data" not in kept["data"]["message"]
 
 
+@pytest.mark.parametrize("uid", ["entities", "text", "data", "name", "message", "moderation", "uid"])
+def test_a_member_whose_uid_spells_a_field_name_is_kept_without_its_profile(uid: str) -> None:
+    """``data.members`` is keyed by uid: no uid is taken for a key to drop (Hypothesis found "entities")."""
+    body = payloads.membership("group_member_joined", "g1", [uid, "bob"], updated_at=1_700_000_000)
+    kept: Any = orjson.loads(orjson.dumps(without_content(body)))
+    assert kept["data"]["members"] == {uid: {"uid": uid, "status": "offline", "role": "default"},
+                                       "bob": {"uid": "bob", "status": "offline", "role": "default"}}  # fmt: skip
+    assert parse_event(kept) == parse_event(body)
+
+
 # --- the current triggers: no content reaches the database, from any of them ------------------
 
 #: In every content field of the bodies below; it must reach neither a table nor a file.

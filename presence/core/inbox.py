@@ -23,6 +23,8 @@ what ``presence rebuild`` needs to derive every event again. The rule, applied a
   ``occupant`` / ``all_occupants`` (named, with no uid), and a moderation result's ``value``
   (the rule's patterns or words, which can be the very words of the message) under
   ``moderation``.
+- An object keyed by uid (:data:`KEYED_BY_UID`: a membership event's ``data.members``) keeps
+  every key, whatever the uid spells (``"text"``, ``"data"``); its values are scrubbed as above.
 
 The envelope (``trigger``, ``appId``, ``region``, ``webhook``) and every id stay.
 ``tests/test_content.py`` states the promises: the parser reads the same event from what is
@@ -72,6 +74,9 @@ SUBTREE_KEYS: Final[dict[str, frozenset[str]]] = {
     "all_occupants": PROFILE_KEYS,
     "moderation": frozenset({"value"}),
 }
+#: Keys whose object is keyed by uid (a membership event's ``data.members``): its keys are never
+#: taken for field names, only its values are scrubbed.
+KEYED_BY_UID: Final = frozenset({"members"})
 #: The actions whose target the parser reads from an action message's content.
 _CHANGE_ACTIONS: Final = frozenset({"edited", "deleted"})
 #: Deeper than any CometChat body; deeper ones are refused rather than walked.
@@ -156,6 +161,13 @@ def _scrub(value: object, *, depth: int, inside_data: bool, dropped: frozenset[s
         kept: dict[str, object] = {}
         person = "uid" in value
         for key, item in value.items():
+            if key in KEYED_BY_UID and isinstance(item, dict):
+                # Its keys are uids, not field names: a member named "text" or "data" stays.
+                kept[key] = {
+                    uid: _scrub(member, depth=depth + 2, inside_data=inside_data, dropped=dropped)
+                    for uid, member in item.items()
+                }
+                continue
             if (
                 key in CONTENT_KEYS
                 or key in dropped
