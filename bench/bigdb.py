@@ -5,11 +5,12 @@ itself, so the query-latency rows start from a database that ``presence
 migrate`` made and this module filled in one transaction. Every row holds what
 intake would have written (see ``presence/core/facts.py``):
 
-- ``status_key``, ``signal_key``, ``snapshot_key``: 25-byte order keys, 8 bytes
+- ``status_key``, ``status_updated_key``, ``signal_key``, ``snapshot_key``: 25-byte order keys, 8 bytes
   of the event time in milliseconds (big-endian), 1 tie byte (0 connected,
   1 disconnected), 16 bytes standing for the event's digest (random, seeded);
 - instants in the text form SQLAlchemy's SQLite ``DateTime`` writes
   (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC);
+- each session received when its newest signal was sent (``received_at``, which retention reads);
 - each user has one live session whose key equals the user's snapshot key (so
   it is live), and every third user also has an older, ended session.
 
@@ -44,9 +45,9 @@ def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[A
         key = make_order_key(at_ms, "connected", rng.randbytes(16))  # a digest is 16 bytes no other event shares
         platform = PLATFORMS[number % 3]
         at = sqlite_instant(at_ms)
-        user = (name, "online", at, key, at, key)
+        user = (name, "online", at, key, at, key, key)  # the status event dates the status too
         sessions: list[tuple[Any, ...]] = [
-            (name, f"{name}-s1", key, 1, f"{name}-d1", platform, sqlite_instant(connected_ms), None)
+            (name, f"{name}-s1", key, 1, f"{name}-d1", platform, sqlite_instant(connected_ms), None, at)
         ]
         if number % 3 == 0:
             ended_ms = connected_ms - 600_000
@@ -60,6 +61,7 @@ def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[A
                     f"{name}-d0",
                     "web",
                     sqlite_instant(ended_ms - 60_000),
+                    sqlite_instant(ended_ms),
                     sqlite_instant(ended_ms),
                 )
             )
@@ -89,13 +91,13 @@ def seed_sqlite(path: Path, users: int, *, seed: int = 1) -> int:
 
 def _flush(connection: sqlite3.Connection, users: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> int:
     connection.executemany(
-        "INSERT INTO user_presence (uid, status, status_updated_at, status_key, last_seen_at, snapshot_key) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO user_presence (uid, status, status_updated_at, status_key, last_seen_at, snapshot_key,"
+        " status_updated_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
         users,
     )
     connection.executemany(
         "INSERT INTO user_session (uid, session_id, signal_key, live, device_id, platform, connected_at, "
-        "disconnected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "disconnected_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         sessions,
     )
     added = len(sessions)
