@@ -118,6 +118,7 @@ def _presence_answers(state: Changes) -> dict[str, dict[str, Any]]:
             "status": user.status,
             "status_updated_at": _iso(user.status_updated_at_ms),
             "last_seen_at": _iso(user.last_seen_at_ms),
+            "status_source": user.status_source,
             "connections": [
                 {
                     "session_id": s.session_id,
