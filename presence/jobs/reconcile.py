@@ -39,7 +39,7 @@ from presence.db import reconciling
 from presence.db.failures import classify, describe
 from presence.intake.accept import accept
 from presence.intake.committer import Committer, IntakeRejected, IntakeUnavailable
-from presence.jobs.cometchat import CometChat, CometChatError, RemoteUser
+from presence.jobs.cometchat import MAX_PER_PAGE, CometChat, CometChatError, RemoteUser
 from presence.metrics import Metrics
 from presence.settings import Settings
 
@@ -99,6 +99,7 @@ async def run_pass(
     progress: Progress | None = None,
     request_timeout: float = 10.0,
     retry_budget: float = 60.0,
+    per_page: int = MAX_PER_PAGE,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.time,
 ) -> ReconcileSummary:
@@ -113,7 +114,15 @@ async def run_pass(
         if metrics is not None:
             metrics.cometchat_errors.labels(status=status).inc()
 
-    client = CometChat(url, key, timeout=request_timeout, retry_budget=retry_budget, on_error=count_error, sleep=sleep)
+    client = CometChat(
+        url,
+        key,
+        timeout=request_timeout,
+        retry_budget=retry_budget,
+        per_page=per_page,
+        on_error=count_error,
+        sleep=sleep,
+    )
     outcome: Outcome = "completed"
     try:
         async with client:

@@ -60,6 +60,35 @@ def _ends(event: ConnectionChanged | PresenceReconciled) -> bool:
     return event.kind == "disconnected"
 
 
+def _reconciled(event: PresenceReconciled, user: dict[str, Any], sessions: dict[str, Session]) -> None:
+    user["status"], user["source"], user["status_updated_at"] = event.status, "reconcile", event.at_ms
+    if event.status == "offline":
+        user["seen"] = max(user["seen"], event.last_active_at_ms or 0)
+        sessions.clear()
+    else:
+        user["seen"] = max(user["seen"], event.at_ms)
+
+
+def _connection(event: ConnectionChanged, sessions: dict[str, Session]) -> None:
+    if event.format == "current":
+        # No session id of CometChat's: the connection names itself. An offline user has none left.
+        platform, connected_at = event.session.platform, event.session.connected_at_ms
+        session = Session(f"{platform}:{connected_at}", None, platform, connected_at)
+        if event.status == "offline":
+            sessions.clear()
+        elif event.kind == "connected":
+            sessions[session.session_id] = session
+        else:
+            sessions.pop(session.session_id, None)
+    elif event.snapshot is not None:
+        sessions.clear()
+        sessions.update({s.session_id: s for s in event.snapshot})
+    elif event.kind == "connected":
+        sessions[event.session.session_id] = event.session
+    else:
+        sessions.pop(event.session.session_id, None)
+
+
 def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
     """§3, §8 and §10: each connection event and each reconciliation fact once, in time order.
 
@@ -79,34 +108,13 @@ def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
         user = users.setdefault(event.uid, {"status_updated_at": None, "seen": 0})
         sessions = live.setdefault(event.uid, {})
         if isinstance(event, PresenceReconciled):
-            user["status"], user["source"], user["status_updated_at"] = event.status, "reconcile", event.at_ms
-            if event.status == "offline":
-                user["seen"] = max(user["seen"], event.last_active_at_ms or 0)
-                sessions.clear()
-            else:
-                user["seen"] = max(user["seen"], event.at_ms)
+            _reconciled(event, user, sessions)
             continue
         user["status"], user["source"], user["seen"] = event.status, "webhook", max(user["seen"], event.at_ms)
         dates, status_updated_at = _dating(event, events[event])
         if dates:
             user["status_updated_at"] = status_updated_at
-        if event.format == "current":
-            # No session id of CometChat's: the connection names itself. An offline user has none left.
-            platform, connected_at = event.session.platform, event.session.connected_at_ms
-            session = Session(f"{platform}:{connected_at}", None, platform, connected_at)
-            if event.status == "offline":
-                sessions.clear()
-            elif event.kind == "connected":
-                sessions[session.session_id] = session
-            else:
-                sessions.pop(session.session_id, None)
-        elif event.snapshot is not None:
-            sessions.clear()
-            sessions.update({s.session_id: s for s in event.snapshot})
-        elif event.kind == "connected":
-            sessions[event.session.session_id] = event.session
-        else:
-            sessions.pop(event.session.session_id, None)
+        _connection(event, sessions)
     answers = {}
     for uid, user in users.items():
         ordered = sorted(

@@ -1,0 +1,334 @@
+"""Contract §10: reconciliation against a stand-in for CometChat's REST API (``tests.support.cometchat``).
+
+Each test posts webhooks to the app, sets what CometChat says, runs one pass through the app's
+own engine and committer (as ``serve`` does), and asks the query API what it answers now.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from presence.db.engine import create_engine
+from presence.http.keys import COMMITTER, INTAKE_ENGINE, METRICS, SETTINGS
+from presence.jobs.rebuild import rebuild
+from presence.jobs.reconcile import ReconcileFailed, ReconcileSummary, run_pass
+from presence.settings import Secret, Settings
+from tests.support import payloads
+from tests.support.api import Api, serving
+from tests.support.cometchat import API_KEY, CometChatStandIn, Scripted
+from tests.support.state import inbox_count, state_tables
+
+Client = TestClient[web.Request, web.Application]
+
+#: Webhooks from long ago: settled, outside any grace window.
+T0 = 1_763_720_000_000
+
+
+def _online(uid: str, at: int, session: str = "s1") -> dict[str, Any]:
+    return payloads.connection(uid, "connected", at, payloads.device(session, connected_at=at))
+
+
+def _offline(uid: str, at: int, session: str = "s1") -> dict[str, Any]:
+    return payloads.connection(uid, "disconnected", at, payloads.device(session, connected_at=at))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.fixture
+async def cometchat() -> AsyncIterator[CometChatStandIn]:
+    async with CometChatStandIn() as stand_in:
+        yield stand_in
+
+
+def _configured(settings: Settings, cometchat: CometChatStandIn) -> Settings:
+    return settings.replace(cometchat_api_url=cometchat.url, cometchat_api_key=Secret(API_KEY))
+
+
+@pytest.fixture
+async def app(settings: Settings, cometchat: CometChatStandIn) -> AsyncIterator[Client]:
+    async with serving(_configured(settings, cometchat)) as client:
+        yield client
+
+
+class Slept:
+    """The waits a pass asked for, without waiting: a retry's delay is a number to check, not a time to spend."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+async def _pass(app: Client, **options: Any) -> ReconcileSummary:
+    options.setdefault("sleep", Slept())
+    options.setdefault("request_timeout", 2.0)
+    return await run_pass(
+        app.app[INTAKE_ENGINE], app.app[COMMITTER], app.app[SETTINGS], metrics=app.app[METRICS], **options
+    )
+
+
+async def test_a_stale_online_user_is_confirmed_then_corrected_offline(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.last_active["u1"] = T0 // 1000 + 30
+
+    summary = await _pass(app)
+
+    presence = await api.presence("u1")
+    assert presence is not None
+    assert (presence["status"], presence["status_source"], presence["connections"]) == ("offline", "reconcile", [])
+    assert presence["last_seen_at"] == "2025-11-21T10:13:50.000Z"  # CometChat's lastActiveAt, later than the webhook
+    assert (await api.sessions("u1"))[0]["disconnected_at"] is not None
+    assert cometchat.lookups() == ["u1"]  # asked alone before it was marked offline
+    assert (summary.checked, summary.corrected_offline, summary.corrected_online, summary.unchanged) == (1, 1, 0, 0)
+    assert summary.requests == 2
+
+
+async def test_a_user_only_cometchat_has_online_is_added_without_connections(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_offline("u2", T0))
+    cometchat.online("u2", "u3")
+
+    summary = await _pass(app)
+
+    for uid in ("u2", "u3"):  # u2 was offline here, u3 never seen
+        presence = await api.presence(uid)
+        assert presence is not None
+        assert (presence["status"], presence["status_source"], presence["connections"]) == ("online", "reconcile", [])
+    assert (summary.corrected_online, summary.corrected_offline) == (2, 0)
+    assert cometchat.lookups() == []  # only a user about to be marked offline is asked alone
+
+
+async def test_users_inside_the_grace_window_are_untouched(app: Client, cometchat: CometChatStandIn) -> None:
+    api = Api(app)
+    now = _now_ms()
+    await api.hook(_online("u4", now - 10_000))  # CometChat's offline may be older than this connect
+    await api.hook(_offline("u5", now - 10_000))  # its online may be older than this disconnect
+    cometchat.offline("u4")
+    cometchat.online("u5")
+
+    summary = await _pass(app)
+
+    assert (await api.presence("u4") or {})["status"] == "online"
+    assert (await api.presence("u5") or {})["status"] == "offline"
+    assert all(p["status_source"] == "webhook" for p in [await api.presence("u4"), await api.presence("u5")] if p)
+    assert (summary.corrected_online, summary.corrected_offline, summary.unchanged) == (0, 0, 2)
+    assert cometchat.lookups() == []
+
+
+async def test_a_user_the_listing_missed_but_online_when_asked_alone_is_kept(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u6", T0))
+    cometchat.online("u6")
+    cometchat.hidden.add("u6")  # the list shifted while it was paged
+
+    summary = await _pass(app)
+
+    presence = await api.presence("u6")
+    assert presence is not None
+    assert (presence["status"], presence["status_source"], len(presence["connections"])) == ("online", "webhook", 1)
+    assert cometchat.lookups() == ["u6"]
+    assert summary.unchanged == 1
+
+
+async def test_a_user_cometchat_does_not_know_is_left_alone(app: Client, cometchat: CometChatStandIn) -> None:
+    api = Api(app)
+    await api.hook(_online("ghost", T0))
+
+    await _pass(app)
+
+    assert (await api.presence("ghost") or {})["status"] == "online"
+    assert cometchat.lookups() == ["ghost"]  # 404: no answer is not an offline
+
+
+async def test_a_listing_of_several_pages_is_walked_to_its_end(app: Client, cometchat: CometChatStandIn) -> None:
+    api = Api(app)
+    listed = [f"p{i}" for i in range(5)]
+    cometchat.online(*listed)
+    await api.hook(_online("p2", T0))  # already online here: unchanged
+
+    summary = await _pass(app, per_page=2)
+
+    assert [s.query for s in cometchat.listings()] == [
+        {"status": "available", "perPage": "2", "page": str(page)} for page in (1, 2, 3)
+    ]
+    assert all(s.apikey == API_KEY for s in cometchat.seen)
+    assert (summary.checked, summary.corrected_online, summary.unchanged) == (5, 4, 1)
+    for uid in listed:
+        assert (await api.presence(uid) or {})["status"] == "online"
+
+
+async def test_a_429_is_waited_out_as_its_retry_after_says(app: Client, cometchat: CometChatStandIn) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.scripts.listing.append(Scripted(429, retry_after="7"))
+    cometchat.scripts.user.append(Scripted(503))
+    slept = Slept()
+
+    summary = await _pass(app, sleep=slept)
+
+    assert slept.delays == [7.0, 0.5]  # CometChat's hint, then the first back-off
+    assert (summary.corrected_offline, summary.errors, summary.requests) == (1, 2, 4)
+    assert (await api.presence("u1") or {})["status"] == "offline"
+
+
+#: Every way CometChat can fail a pass, in the listing or in a single user's confirmation.
+FAILURES: dict[str, tuple[str, list[Any]]] = {
+    "401": ("listing", [Scripted(401)]),
+    "403": ("listing", [Scripted(403)]),
+    "429 beyond the budget": ("listing", [Scripted(429, retry_after="3600")]),
+    "5xx every time": ("listing", [Scripted(500)] * 5),
+    "timeout": ("listing", ["hang"] * 5),
+    "not JSON": ("listing", [Scripted(200, body=b"<html>")]),
+    "no data list": ("listing", [Scripted(200, body=b'{"data": {"uid": "u1"}}')]),
+    "a user without a uid": ("listing", [Scripted(200, body=b'{"data": [{"status": "available"}]}')]),
+    "confirmation 401": ("user", [Scripted(401)]),
+    "confirmation timeout": ("user", ["hang"] * 10),  # two users asked at once: one runs out
+    "confirmation malformed": ("user", [Scripted(200, body=b'{"data": []}')]),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+async def test_every_failure_of_cometchat_changes_nothing_and_ends_in_one_line(
+    app: Client,
+    cometchat: CometChatStandIn,
+    database_url: str,
+    failure: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    await api.hook(_online("u2", T0))
+    cometchat.offline("u1", "u2")
+    cometchat.online("u3")
+    where, answers = FAILURES[failure]
+    (cometchat.scripts.listing if where == "listing" else cometchat.scripts.user).extend(answers)
+    before, inbox_before = await state_tables(database_url), await inbox_count(database_url)
+
+    with caplog.at_level(logging.DEBUG), pytest.raises(ReconcileFailed) as failed:
+        await _pass(app, request_timeout=0.2)
+
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "nothing changed for the users not reached" in message
+    assert failed.value.outcome == "cometchat_failed"
+    assert await state_tables(database_url) == before
+    assert await inbox_count(database_url) == inbox_before
+    # The key goes into the apikey header, nowhere else: no error, no log line.
+    assert API_KEY not in message
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
+    # Intake and queries went on answering meanwhile (they share nothing with a pass).
+    await api.hook(_offline("u2", T0 + 1))
+    assert (await api.presence("u2") or {})["status"] == "offline"
+
+
+async def test_a_later_real_event_wins_over_a_correction_and_an_older_one_loses(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    await _pass(app)
+
+    await api.hook(_offline("u1", T0 + 5_000, session="s0"))  # delayed, older than the pass: loses
+    assert (await api.presence("u1") or {})["status_source"] == "reconcile"
+    await api.hook(_online("u1", _now_ms() + 1_000, session="s2"))  # after the pass: wins
+    presence = await api.presence("u1")
+    assert presence is not None
+    assert (presence["status"], presence["status_source"]) == ("online", "webhook")
+    assert [c["session_id"] for c in presence["connections"]] == ["s2"]  # s1 stays ended by the correction
+
+
+async def test_corrections_appear_as_changes(app: Client, cometchat: CometChatStandIn) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.online("u2")
+    after = (await api.get_json("/changes?limit=1000"))["next_after"]
+
+    await _pass(app)
+
+    changes = (await api.get_json(f"/changes?after={after}&limit=1000"))["changes"]
+    by_uid = {c["uid"]: c["presence"] for c in changes}
+    assert {uid: (p["status"], p["status_source"]) for uid, p in by_uid.items()} == {
+        "u1": ("offline", "reconcile"),
+        "u2": ("online", "reconcile"),
+    }
+    # A second pass finds nothing to correct: no change, no new inbox row.
+    await _pass(app)
+    assert (await api.get_json(f"/changes?after={after}&limit=1000"))["changes"] == changes
+
+
+async def test_rebuild_after_a_pass_reproduces_it(app: Client, cometchat: CometChatStandIn, database_url: str) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    await api.hook(_online("u2", T0, session="s9"))
+    cometchat.offline("u1")
+    cometchat.online("u2", "u3")
+    await _pass(app)
+    before = await state_tables(database_url, without_checkpoint=True)
+    answers = [await api.presence(uid) for uid in ("u1", "u2", "u3")]
+
+    engine = create_engine(app.app[SETTINGS])
+    try:
+        summary = await rebuild(engine, settings=app.app[SETTINGS])
+    finally:
+        await engine.dispose()
+
+    assert summary.unreadable == 0
+    assert await state_tables(database_url, without_checkpoint=True) == before
+    assert [await api.presence(uid) for uid in ("u1", "u2", "u3")] == answers
+    assert answers[0] is not None
+    assert answers[0]["status_source"] == "reconcile"
+
+
+async def test_the_hook_refuses_the_services_own_trigger(api: Api) -> None:
+    body = {"trigger": "presence_reconcile", "data": {"uid": "u1", "status": "offline", "at": T0}}
+    response = await api.post_hook(body)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_event"
+    assert "presence_reconcile" in error["message"]
+    assert await api.presence("u1") is None
+
+
+async def test_the_metrics_count_passes_corrections_and_cometchat_errors(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.online("u2")
+    await _pass(app)
+    cometchat.scripts.listing.append(Scripted(401))
+    with pytest.raises(ReconcileFailed):
+        await _pass(app)
+
+    text = await (await api.get("/metrics")).text()
+    for line in (
+        'presence_reconcile_runs_total{outcome="completed"} 1.0',
+        'presence_reconcile_runs_total{outcome="cometchat_failed"} 1.0',
+        'presence_reconcile_corrections_total{direction="offline"} 1.0',
+        'presence_reconcile_corrections_total{direction="online"} 1.0',
+        'presence_cometchat_errors_total{status="401"} 1.0',
+        "presence_reconcile_seconds_count 2.0",
+    ):
+        assert line in text, line
