@@ -9,19 +9,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from presence.core.times import ms_to_datetime
+from presence.db import reads
 from presence.db.engine import create_engine
 from presence.http.keys import COMMITTER, INTAKE_ENGINE, METRICS, SETTINGS
 from presence.jobs.rebuild import rebuild
 from presence.jobs.reconcile import ReconcileFailed, ReconcileSummary, run_pass
 from presence.settings import Secret, Settings
 from tests.support import payloads
-from tests.support.api import Api, serving
+from tests.support.api import Api, make_settings, serving
 from tests.support.cometchat import API_KEY, CometChatStandIn, Scripted
 from tests.support.state import inbox_count, state_tables
 
@@ -332,3 +335,89 @@ async def test_the_metrics_count_passes_corrections_and_cometchat_errors(
         "presence_reconcile_seconds_count 2.0",
     ):
         assert line in text, line
+
+
+# --- PRESENCE_CONNECTION_TTL -------------------------------------------------------------------------
+
+TTL = timedelta(minutes=10)
+TTL_MS = 600_000
+
+
+async def test_the_ttl_at_its_boundary(api: Api, database_url: str) -> None:
+    """A signal exactly TTL old is still fresh; one millisecond later it is not: the session stops being
+    live and, with none left, the user answers offline, ``expired``. The rows are never rewritten."""
+    await api.hook(_online("u1", T0, session="s1"))
+    await api.hook(_online("u1", T0 + 5_000, session="s2"))
+    stored = await state_tables(database_url)
+    engine = create_engine(make_settings(database_url))
+    try:
+        async with engine.connect() as connection:
+
+            async def read(now_ms: int) -> tuple[reads.Presence, int, int]:
+                floor = reads.ttl_floor(TTL, ms_to_datetime(now_ms))
+                (presence,) = await reads.list_users(
+                    connection, status=None, platform=None, after=None, limit=5, floor=floor
+                )
+                online = len(
+                    await reads.list_users(
+                        connection, status="online", platform="web", after=None, limit=5, floor=floor
+                    )
+                )
+                counts = await reads.stats(connection, floor)
+                assert counts.users_online == online
+                return (
+                    presence,
+                    counts.connections,
+                    len(
+                        await reads.list_users(
+                            connection, status="offline", platform=None, after=None, limit=5, floor=floor
+                        )
+                    ),
+                )
+
+            both, connections, offline = await read(T0 + TTL_MS)
+            assert ([c.session_id for c in both.connections], both.status, connections, offline) == (
+                ["s1", "s2"],
+                "online",
+                2,
+                0,
+            )
+            one, connections, offline = await read(T0 + TTL_MS + 1)
+            assert ([c.session_id for c in one.connections], one.status, connections, offline) == (
+                ["s2"],
+                "online",
+                1,
+                0,
+            )
+            edge, connections, offline = await read(T0 + 5_000 + TTL_MS)
+            assert (edge.status, edge.status_source, connections) == ("online", "webhook", 1)
+            gone, connections, offline = await read(T0 + 5_000 + TTL_MS + 1)
+            assert (gone.status, gone.status_source, gone.connections, connections, offline) == (
+                "offline",
+                "expired",
+                (),
+                0,
+                1,
+            )
+    finally:
+        await engine.dispose()
+    assert await state_tables(database_url) == stored
+
+
+async def test_the_ttl_through_the_api(settings: Settings) -> None:
+    """With a TTL, an old connection answers offline (``expired``) everywhere a presence is shown; a fresh one
+    online; without a TTL, the old one stays online, as its webhooks left it."""
+    async with serving(settings.replace(connection_ttl=TTL)) as client:
+        api = Api(client)
+        await api.hook(_online("old", T0))
+        await api.hook(_online("new", _now_ms()))
+        old = await api.presence("old")
+        assert old is not None
+        assert (old["status"], old["status_source"], old["connections"]) == ("offline", "expired", [])
+        assert (await api.presence("new") or {})["status_source"] == "webhook"
+        listed = await api.get_json("/presence?uid=old&uid=new")
+        assert [(p["uid"], p["status"]) for p in listed["users"]] == [("old", "offline"), ("new", "online")]
+        assert [p["uid"] for p in (await api.get_json("/users?status=online"))["users"]] == ["new"]
+        assert (await api.get_json("/stats"))["users_online"] == 1
+    async with serving(settings) as client:
+        assert (await Api(client).presence("old") or {})["status"] == "online"
