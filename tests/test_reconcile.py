@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +23,11 @@ from presence.db.engine import create_engine
 from presence.http.keys import COMMITTER, INTAKE_ENGINE, METRICS, SETTINGS
 from presence.jobs.rebuild import rebuild
 from presence.jobs.reconcile import ReconcileFailed, ReconcileSummary, run_pass
-from presence.settings import Secret, Settings
+from presence.settings import Secret, Settings, SettingsError
 from tests.support import payloads
 from tests.support.api import Api, make_settings, serving
 from tests.support.cometchat import API_KEY, CometChatStandIn, Scripted
+from tests.support.server import presence_environment, run_presence
 from tests.support.state import inbox_count, state_tables
 
 Client = TestClient[web.Request, web.Application]
@@ -421,3 +423,94 @@ async def test_the_ttl_through_the_api(settings: Settings) -> None:
         assert (await api.get_json("/stats"))["users_online"] == 1
     async with serving(settings) as client:
         assert (await Api(client).presence("old") or {})["status"] == "online"
+
+
+# --- settings and the command ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PRESENCE_COMETCHAT_API_KEY": API_KEY}, "must say where the REST API is"),
+        ({"PRESENCE_COMETCHAT_API_KEY": API_KEY, "PRESENCE_COMETCHAT_APP_ID": "abc1"}, "PRESENCE_COMETCHAT_REGION"),
+        ({"PRESENCE_COMETCHAT_APP_ID": "abc1", "PRESENCE_COMETCHAT_REGION": "eu"}, "COMETCHAT_API_KEY is not"),
+        ({"PRESENCE_RECONCILE_INTERVAL": "5m"}, "PRESENCE_COMETCHAT_API_KEY is not"),
+        (
+            {
+                "PRESENCE_COMETCHAT_API_KEY": API_KEY,
+                "PRESENCE_COMETCHAT_API_URL": "ftp://x",
+                "PRESENCE_RECONCILE_INTERVAL": "5m",
+            },
+            "PRESENCE_COMETCHAT_API_URL must be an http",
+        ),
+        (
+            {
+                "PRESENCE_COMETCHAT_API_KEY": API_KEY,
+                "PRESENCE_COMETCHAT_API_URL": "http://x",
+                "PRESENCE_RECONCILE_INTERVAL": "1s",
+            },
+            "at least 10s",
+        ),
+    ],
+)
+def test_bad_reconciliation_settings_fail_with_one_line_that_never_shows_the_key(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message) as failed:
+        Settings.from_env(environ)
+    assert "\n" not in str(failed.value)
+    assert API_KEY not in str(failed.value)
+
+
+def test_reconciliation_settings_parse_with_their_defaults() -> None:
+    settings = Settings.from_env(
+        {"PRESENCE_COMETCHAT_API_KEY": API_KEY, "PRESENCE_COMETCHAT_APP_ID": "abc1", "PRESENCE_COMETCHAT_REGION": "EU"}
+    )
+    assert settings.cometchat_url == "https://abc1.api-eu.cometchat.io/v3"
+    assert (settings.reconcile_interval, settings.reconcile_grace, settings.connection_ttl) == (
+        None,
+        timedelta(seconds=60),
+        None,
+    )
+    assert API_KEY not in repr(settings)
+    tuned = Settings.from_env(
+        {
+            "PRESENCE_COMETCHAT_API_KEY": API_KEY,
+            "PRESENCE_COMETCHAT_API_URL": "http://127.0.0.1:9/v3/",
+            "PRESENCE_RECONCILE_INTERVAL": "5m",
+            "PRESENCE_RECONCILE_GRACE": "90s",
+            "PRESENCE_CONNECTION_TTL": "2h",
+        }
+    )
+    assert tuned.cometchat_url == "http://127.0.0.1:9/v3"
+    assert (tuned.reconcile_interval, tuned.reconcile_grace, tuned.connection_ttl) == (
+        timedelta(minutes=5),
+        timedelta(seconds=90),
+        timedelta(hours=2),
+    )
+    assert Settings.from_env({"PRESENCE_CONNECTION_TTL": "off"}).connection_ttl is None
+
+
+async def test_the_reconcile_command_prints_its_summary_and_exits_as_documented(
+    cometchat: CometChatStandIn, database_url: str, tmp_path: Path
+) -> None:
+    async with serving(make_settings(database_url)) as client:
+        await Api(client).hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.online("u2")
+    configured = {"PRESENCE_COMETCHAT_API_URL": cometchat.url, "PRESENCE_COMETCHAT_API_KEY": API_KEY}
+
+    done = await run_presence(["reconcile"], presence_environment(database_url, extra=configured), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 users checked: 1 corrected offline, 1 corrected online, 0 unchanged, 0 errors" in done.stdout
+
+    cometchat.scripts.listing.append(Scripted(401))
+    refused = await run_presence(["reconcile"], presence_environment(database_url, extra=configured), tmp_path)
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert "refused the REST API key (401)" in line
+    assert API_KEY not in refused.stderr + refused.stdout
+
+    unconfigured = await run_presence(["reconcile"], presence_environment(database_url), tmp_path)
+    assert unconfigured.returncode == 2
+    assert "reconciliation is not configured" in unconfigured.stderr
