@@ -6,10 +6,11 @@ own engine and committer (as ``serve`` does), and asks the query API what it ans
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from presence.core.times import ms_to_datetime
-from presence.db import reads
+from presence.db import reads, reconciling
 from presence.db.engine import create_engine
 from presence.http.keys import COMMITTER, INTAKE_ENGINE, METRICS, SETTINGS
 from presence.jobs.rebuild import rebuild
@@ -514,3 +515,31 @@ async def test_the_reconcile_command_prints_its_summary_and_exits_as_documented(
     unconfigured = await run_presence(["reconcile"], presence_environment(database_url), tmp_path)
     assert unconfigured.returncode == 2
     assert "reconciliation is not configured" in unconfigured.stderr
+
+
+# --- background passes inside serve ------------------------------------------------------------------
+
+
+async def test_background_passes_run_on_one_replica_at_a_time(settings: Settings, cometchat: CometChatStandIn) -> None:
+    """Two replicas on one database, both with ``PRESENCE_RECONCILE_INTERVAL``: one pass, by one of them."""
+    configured = _configured(settings, cometchat).replace(reconcile_interval=timedelta(seconds=30))
+    cometchat.offline("u1")
+    async with serving(settings) as plain:
+        await Api(plain).hook(_online("u1", T0))
+    async with serving(configured) as first, serving(configured) as second:
+        recorded = asyncio.Event()
+        for replica in (first, second):
+            replica.app[COMMITTER].on_changes(lambda _seq: recorded.set())
+        if (await Api(second).presence("u1") or {}).get("status_source") != "reconcile":
+            async with asyncio.timeout(20):
+                await recorded.wait()  # the pass's correction committed, on whichever replica ran it
+        presence = await Api(second).presence("u1")
+        assert presence is not None
+        assert (presence["status"], presence["status_source"]) == ("offline", "reconcile")
+        engine = first.app[INTAKE_ENGINE]
+        now = datetime.now(UTC)
+        async with engine.begin() as connection:
+            # The next pass is not due: a third replica could not claim it either.
+            assert not await reconciling.claim_pass(connection, "another", now=now, next_at=now)
+    assert len(cometchat.listings()) == 1
+    assert cometchat.lookups() == ["u1"]

@@ -23,6 +23,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from presence.core import reconcile
+from presence.core.events import ReconciledStatus
 from tests.support import payloads
 
 UIDS = ("u1", "u2", "u3")
@@ -321,7 +322,8 @@ def reconcile_facts(draw: st.DrawFn, *, max_facts: int = 4) -> list[Body]:
     bodies = []
     for _ in range(draw(st.integers(0, max_facts))):
         at_ms = BASE_MS + draw(st.integers(0, 9)) * 1000 + draw(st.sampled_from((0, 0, 7, 500)))
-        status = draw(st.sampled_from(("online", "offline")))
+        statuses: tuple[ReconciledStatus, ...] = ("online", "offline")
+        status = draw(st.sampled_from(statuses))
         last_active = None
         if status == "offline" and draw(st.booleans()):
             last_active = at_ms + draw(st.integers(-3000, 1000))
