@@ -543,3 +543,21 @@ async def test_background_passes_run_on_one_replica_at_a_time(settings: Settings
             assert not await reconciling.claim_pass(connection, "another", now=now, next_at=now)
     assert len(cometchat.listings()) == 1
     assert cometchat.lookups() == ["u1"]
+
+
+async def test_confirmations_beyond_the_pass_budget_wait_for_the_next_pass(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    stale = [f"s{i}" for i in range(5)]
+    for uid in stale:
+        await api.hook(_online(uid, T0))
+    cometchat.offline(*stale)
+
+    first = await _pass(app, max_confirmations=2)
+    second = await _pass(app, max_confirmations=2)
+
+    assert (first.corrected_offline, first.deferred, second.corrected_offline, second.deferred) == (2, 3, 2, 1)
+    assert len(cometchat.lookups()) == 4
+    still_online = [uid for uid in stale if (await api.presence(uid) or {})["status"] == "online"]
+    assert len(still_online) == 1

@@ -6,7 +6,8 @@ A pass started at T:
 2. reads, in bounded batches, the users the service has ``online`` and those CometChat listed;
 3. asks ``GET /users/{uid}`` about each user the service has online, settled (no event newer than
    T minus ``PRESENCE_RECONCILE_GRACE``), whom the listing missed: paging by page number can skip
-   a user, so only CometChat's own ``offline`` for that user corrects it;
+   a user, so only CometChat's own ``offline`` for that user corrects it (at most
+   :data:`MAX_CONFIRMATIONS` a pass, a random sample when there are more: the rest wait for the next);
 4. only once every request has succeeded, records its corrections through the committer, as
    ``presence_reconcile`` events at T (``presence.core.reconcile``), in windows like ``presence
    import``'s: the same inbox, the same joins (a later real event still wins), the same change feed.
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 BATCH: Final = 1000
 #: ``GET /users/{uid}`` requests in flight at once.
 CONFIRM_CONCURRENCY: Final = 8
+#: Most ``GET /users/{uid}`` one pass sends: a fifth of CometChat's 10,000 requests a minute. After a long
+#: outage every user may be doubtful; a random sample of this many is asked, the rest left for the next passes.
+MAX_CONFIRMATIONS: Final = 2000
 #: Called with the number of users checked so far.
 Progress = Callable[[int], None]
 Outcome = Literal["completed", "cometchat_failed", "database_failed"]
@@ -62,6 +67,8 @@ class ReconcileSummary:
     corrected_online: int = 0
     #: Requests to CometChat that failed (retried ones included).
     errors: int = 0
+    #: Doubtful users not asked this pass (beyond :data:`MAX_CONFIRMATIONS`): left as they were, for the next.
+    deferred: int = 0
     requests: int = 0
     seconds: float = 0.0
 
@@ -74,6 +81,7 @@ class ReconcileSummary:
             f"{self.checked} users checked: {self.corrected_offline} corrected offline, {self.corrected_online}"
             f" corrected online, {self.unchanged} unchanged, {self.errors} errors"
             f" ({self.requests} requests to CometChat, {self.seconds:.1f} s)"
+            + (f"; {self.deferred} doubtful users left for the next pass" if self.deferred else "")
         )
 
 
@@ -100,6 +108,7 @@ async def run_pass(
     request_timeout: float = 10.0,
     retry_budget: float = 60.0,
     per_page: int = MAX_PER_PAGE,
+    max_confirmations: int = MAX_CONFIRMATIONS,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.time,
 ) -> ReconcileSummary:
@@ -126,7 +135,16 @@ async def run_pass(
     outcome: Outcome = "completed"
     try:
         async with client:
-            await _Pass(engine, committer, client, settings, summary=summary, progress=progress, clock=clock).run()
+            await _Pass(
+                engine,
+                committer,
+                client,
+                settings,
+                summary=summary,
+                progress=progress,
+                clock=clock,
+                max_confirmations=max_confirmations,
+            ).run()
     except CometChatError as error:
         outcome = "cometchat_failed"
         raise ReconcileFailed(str(error), summary, outcome) from None
@@ -161,6 +179,7 @@ class _Pass:
         summary: ReconcileSummary,
         progress: Progress | None,
         clock: Callable[[], float],
+        max_confirmations: int,
     ) -> None:
         self._engine = engine
         self._committer = committer
@@ -171,6 +190,7 @@ class _Pass:
         self._max_skew_ms = settings.max_clock_skew_ms
         self._window = max(1, min(2 * settings.commit_max_batch, settings.intake_queue_limit))
         self._started_ms = int(clock() * 1000)
+        self._max_confirmations = max_confirmations
 
     async def run(self) -> None:
         listed: dict[str, RemoteUser] = {}
@@ -217,6 +237,9 @@ class _Pass:
 
         A user CometChat does not know (``404``) is left alone: no answer is not an ``offline``.
         """
+        if len(doubtful) > self._max_confirmations:
+            self._summary.deferred = len(doubtful) - self._max_confirmations
+            doubtful = random.sample(doubtful, self._max_confirmations)  # fair over passes: none starves
         slots = asyncio.Semaphore(CONFIRM_CONCURRENCY)
 
         async def ask(uid: str) -> RemoteUser | None:
