@@ -91,7 +91,7 @@ class Metrics:
         )
         self.users_online = Gauge(
             "presence_users_online",
-            "Users whose newest status is online (read when scraped).",
+            "Users who answer online: their newest status, under PRESENCE_CONNECTION_TTL if set (read when scraped).",
             registry=self.registry,
         )
         self.stream_subscribers = Gauge(
