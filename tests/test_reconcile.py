@@ -27,7 +27,7 @@ from presence.jobs.reconcile import ReconcileFailed, ReconcileSummary, run_pass
 from presence.settings import Secret, Settings, SettingsError
 from tests.support import payloads
 from tests.support.api import Api, make_settings, serving
-from tests.support.cometchat import API_KEY, CometChatStandIn, Scripted
+from tests.support.cometchat import API_KEY, CometChatStandIn, Scripted, Slow
 from tests.support.server import presence_environment, run_presence
 from tests.support.state import inbox_count, state_tables
 
@@ -561,3 +561,22 @@ async def test_confirmations_beyond_the_pass_budget_wait_for_the_next_pass(
     assert len(cometchat.lookups()) == 4
     still_online = [uid for uid in stale if (await api.presence(uid) or {})["status"] == "online"]
     assert len(still_online) == 1
+
+
+async def test_a_slow_answer_within_the_timeout_is_waited_for_and_one_past_it_is_asked_again(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    cometchat.online("u1", "u2")
+    cometchat.scripts.listing.append(Slow(0.3))
+
+    patient = await _pass(app, request_timeout=5.0)
+    assert (patient.corrected_online, patient.errors, patient.requests) == (2, 0, 1)
+
+    await api.hook(_online("u3", T0))
+    cometchat.offline("u3")
+    cometchat.scripts.user.append(Slow(1.0))
+    hasty = await _pass(app, request_timeout=0.2)
+    assert (hasty.corrected_offline, hasty.errors) == (1, 1)  # u3, asked again after its timeout
+    assert cometchat.lookups() == ["u3", "u3"]
+    assert (await api.presence("u3") or {})["status"] == "offline"

@@ -140,6 +140,7 @@ class CometChat:
         while True:
             attempt += 1
             self.requests += 1
+            retry_after: float | None = None
             try:
                 status, retry_after, body = await self._send(path, params)
             except TimeoutError:
@@ -176,7 +177,6 @@ class CometChat:
             self._budget -= delay
             log.info("%s; trying again in %.1f s", failure, delay)
             await self._sleep(delay)
-            retry_after = None
 
     async def _send(self, path: str, params: dict[str, str]) -> tuple[int, float | None, bytes]:
         assert self._session is not None

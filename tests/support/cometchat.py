@@ -7,7 +7,7 @@ answering ``{"data": [...], "meta": {"pagination": {...}}}``; ``GET /v3/users/{u
 What a test sets: the users and their status; users the listing skips though online (``hidden``:
 the list shifted under the walk); and scripted answers, taken in order by the listing or by the
 single-user requests, before the normal ones: a status with an optional ``Retry-After``, a
-malformed body, or ``"hang"`` (no answer until the test ends: a timeout for the client).
+malformed body, the normal answer late (``Slow``), or ``"hang"`` (no answer until the test ends).
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ class Scripted:
     body: bytes | None = None
 
 
-Answer = Scripted | Literal["hang"]
+@dataclass(frozen=True, slots=True)
+class Slow:
+    """The normal answer, after ``seconds``: a slow CometChat (a client's timeout shorter than it gives up)."""
+
+    seconds: float
+
+
+Answer = Scripted | Slow | Literal["hang"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +108,9 @@ class CometChatStandIn:
         if answer == "hang":
             await self._release.wait()
             return _error(503, "GONE")
+        if isinstance(answer, Slow):
+            await asyncio.sleep(answer.seconds)  # the stand-in is slow, not the test: nothing to await instead
+            return None
         if answer.body is not None:
             return web.Response(status=answer.status, body=answer.body, content_type="application/json")
         headers = {} if answer.retry_after is None else {"Retry-After": answer.retry_after}
