@@ -88,8 +88,10 @@ def _readers() -> dict[str, Reader]:
 
 
 _READERS: Final = _readers()
-#: Every trigger the service acts on, in either system.
+#: Every trigger the service acts on, in either system, and its own reconciliation's.
 KNOWN_TRIGGERS: Final = frozenset(_READERS)
+#: The triggers CometChat sends that the service acts on: ``/hook`` refuses the service's own.
+WEBHOOK_TRIGGERS: Final = KNOWN_TRIGGERS - {reconcile.TRIGGER}
 
 
 def parse_event(body: object) -> Event:
