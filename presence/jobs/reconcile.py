@@ -28,7 +28,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -253,10 +253,11 @@ class _Pass:
         except ExceptionGroup as failures:
             # The first failure ends the pass; the requests still in flight were cancelled.
             raise failures.exceptions[0] from None
-        for task in tasks:
+        for uid, task in zip(doubtful, tasks, strict=True):
             user = task.result()
             if user is not None and not user.online:
-                offline.append(user)
+                # As the service names the user: CometChat may spell the uid in lower case.
+                offline.append(replace(user, uid=uid))
         return offline
 
     async def _record(self, corrections: list[tuple[str, ReconciledStatus, int | None]]) -> None:
