@@ -7,6 +7,7 @@ own engine and committer (as ``serve`` does), and asks the query API what it ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -580,3 +581,25 @@ async def test_a_slow_answer_within_the_timeout_is_waited_for_and_one_past_it_is
     assert (hasty.corrected_offline, hasty.errors) == (1, 1)  # u3, asked again after its timeout
     assert cometchat.lookups() == ["u3", "u3"]
     assert (await api.presence("u3") or {})["status"] == "offline"
+
+
+async def test_a_pass_stuck_on_cometchat_holds_up_neither_intake_nor_queries(
+    app: Client, cometchat: CometChatStandIn
+) -> None:
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.scripts.listing.append("hang")
+    stuck = asyncio.create_task(_pass(app, request_timeout=60.0))
+    try:
+        async with asyncio.timeout(10):
+            await cometchat.hanging.wait()
+        await api.hook(_online("u2", T0))  # committed while the pass waits for CometChat
+        assert (await api.presence("u2") or {})["status"] == "online"
+        assert (await api.get_json("/stats"))["users_online"] == 2
+        assert not stuck.done()
+    finally:
+        stuck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stuck
+    assert (await api.presence("u1") or {})["status_source"] == "webhook"  # cut short: nothing changed

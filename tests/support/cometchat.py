@@ -70,6 +70,8 @@ class CometChatStandIn:
         self.scripts = _Scripts()
         self.seen: list[Seen] = []
         self._release = asyncio.Event()
+        #: Set once a request hangs (a ``"hang"`` answer was taken).
+        self.hanging = asyncio.Event()
         app = web.Application()
         app.router.add_get("/v3/users", self._list)
         app.router.add_get("/v3/users/{uid}", self._one)
@@ -106,6 +108,7 @@ class CometChatStandIn:
             return None
         answer = scripts.pop(0)
         if answer == "hang":
+            self.hanging.set()
             await self._release.wait()
             return _error(503, "GONE")
         if isinstance(answer, Slow):
