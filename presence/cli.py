@@ -1,4 +1,4 @@
-"""The ``presence`` command: ``serve``, ``migrate``, ``import``, ``rebuild``.
+"""The ``presence`` command: ``serve``, ``migrate``, ``import``, ``rebuild``, ``reconcile``.
 
 Every failure to start is one line on stderr naming what to fix, and an exit code of
 its own (the README's *Commands*): 2 for a bad setting, flag or file, 3 for a database
@@ -31,10 +31,13 @@ from presence.db.failures import classify, describe
 from presence.db.schema import upgrade
 from presence.http import serving
 from presence.http.app import create_app
+from presence.intake.committer import Committer
 from presence.intake.importer import ImportInterrupted, ImportSummary, RejectedLine, import_lines
 from presence.intake.importer import Progress as ImportProgress
 from presence.jobs.rebuild import Progress as RebuildProgress
 from presence.jobs.rebuild import RebuildSummary, RebuildWouldLose, rebuild
+from presence.jobs.reconcile import Progress as ReconcileProgress
+from presence.jobs.reconcile import ReconcileFailed, ReconcileSummary, run_pass
 from presence.logs import configure_logging
 from presence.settings import DEFAULT_DATABASE_URL, FLAG_SETTINGS, Settings, SettingsError, unknown_variables
 
@@ -69,14 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings, args, database)
     if args.command == "migrate":
-        try:
-            asyncio.run(_migrate(settings))
-        except Exception as error:
-            return database.failed(error)
-        print("presence: the schema is at the newest revision", file=sys.stderr)
-        return 0
+        return _migrate_command(settings, database)
     if args.command == "import":
         return _import(settings, args.file, database)
+    if args.command == "reconcile":
+        return _reconcile(settings, database)
     return _rebuild(settings, database, accept_loss=args.accept_loss)
 
 
@@ -189,6 +189,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rebuild even if rows that neither the inbox nor the checkpoint justifies would be dropped",
     )
+    commands.add_parser(
+        "reconcile",
+        parents=[database],
+        help="one reconciliation pass against CometChat's REST API, and summarise",
+        description="Ask CometChat's REST API who is online and record the corrections as events, once (the"
+        " schema is migrated first). Needs PRESENCE_COMETCHAT_API_KEY, with PRESENCE_COMETCHAT_APP_ID and"
+        " PRESENCE_COMETCHAT_REGION (or PRESENCE_COMETCHAT_API_URL). " + _DATABASE_HELP,
+        epilog="Exit codes: 0 the pass completed; 1 CometChat failed and the pass stopped (nothing changed for"
+        " the users not reached); 2 a bad setting or flag, or reconciliation not configured; 3 the database"
+        " cannot be reached or used.",
+    )
     return parser
 
 
@@ -262,6 +273,15 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _migrate_command(settings: Settings, database: _DatabaseNamed) -> int:
+    try:
+        asyncio.run(_migrate(settings))
+    except Exception as error:
+        return database.failed(error)
+    print("presence: the schema is at the newest revision", file=sys.stderr)
+    return 0
 
 
 async def _migrate(settings: Settings) -> None:
@@ -389,6 +409,50 @@ async def _rebuild_async(settings: Settings, progress: RebuildProgress, *, accep
     try:
         await upgrade(engine)
         return await rebuild(engine, settings=settings, progress=progress, accept_loss=accept_loss)
+    finally:
+        await engine.dispose()
+
+
+def _reconcile(settings: Settings, database: _DatabaseNamed) -> int:
+    if settings.cometchat_api_key is None:
+        print(
+            "presence: reconciliation is not configured: set PRESENCE_COMETCHAT_API_KEY, PRESENCE_COMETCHAT_APP_ID"
+            " and PRESENCE_COMETCHAT_REGION (the README's Reconciliation)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_SETTING
+    try:
+        with _progress_bar("reconciling", total=None, unit=" users") as bar:
+
+            def progress(checked: int) -> None:
+                bar.update(checked - bar.n)
+
+            summary = asyncio.run(_reconcile_async(settings, progress))
+    except ReconcileFailed as failure:
+        print(f"presence: {failure}", file=sys.stderr)
+        print(failure.summary.describe())
+        return EXIT_UNAVAILABLE if failure.outcome == "database_failed" else EXIT_REJECTED
+    except Exception as error:
+        return database.failed(error)
+    except KeyboardInterrupt:
+        print(
+            "presence: reconciliation interrupted; what it recorded stays, the next pass does the rest", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
+    print(summary.describe())
+    return 0
+
+
+async def _reconcile_async(settings: Settings, progress: ReconcileProgress) -> ReconcileSummary:
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+        committer = Committer.for_settings(engine, settings)
+        await committer.start()
+        try:
+            return await run_pass(engine, committer, settings, progress=progress)
+        finally:
+            await committer.close()
     finally:
         await engine.dispose()
 

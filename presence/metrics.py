@@ -2,7 +2,8 @@
 
 Events by trigger and outcome, intake latency, commit batch sizes and
 durations, database errors, retention deletions, forwarding's deliveries and failures, users
-online and forwarding's lag (both read from the database when scraped), and open change streams.
+online and forwarding's lag (both read from the database when scraped), open change streams, and
+reconciliation's passes, corrections and CometChat's errors.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class Metrics:
         )
         self.users_online = Gauge(
             "presence_users_online",
-            "Users whose newest status is online (read when scraped).",
+            "Users who answer online: their newest status, under PRESENCE_CONNECTION_TTL if set (read when scraped).",
             registry=self.registry,
         )
         self.stream_subscribers = Gauge(
@@ -103,6 +104,33 @@ class Metrics:
             "Streams the service ended, by reason (slow: the client read more slowly than changes came;"
             " expired: retention pruned past it; error: the database failed mid-stream).",
             ["reason"],
+            registry=self.registry,
+        )
+
+        self.reconcile_runs = Counter(
+            "presence_reconcile_runs",
+            "Reconciliation passes (contract §10), by outcome (completed; cometchat_failed, database_failed:"
+            " cut short, nothing changed for the users not reached).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reconcile_corrections = Counter(
+            "presence_reconcile_corrections",
+            "Users a reconciliation pass corrected, by direction (offline, online).",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "presence_reconcile_seconds",
+            "Duration of one reconciliation pass, whatever its outcome.",
+            buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+            registry=self.registry,
+        )
+        self.cometchat_errors = Counter(
+            "presence_cometchat_errors",
+            "Requests to CometChat's REST API that failed, retried or not, by status: the HTTP status,"
+            " timeout, error (no answer) or malformed.",
+            ["status"],
             registry=self.registry,
         )
 

@@ -148,6 +148,17 @@ class Settings:
     forward_batch: int = 100
     #: How long the replica that forwards holds the lease before another may take over if it stops renewing it.
     forward_lease: timedelta = timedelta(seconds=30)
+    #: CometChat's REST API (contract §10): the app, its region, a REST API key, or the base URL itself.
+    cometchat_app_id: str | None = None
+    cometchat_region: str | None = None
+    cometchat_api_key: Secret | None = None
+    cometchat_api_url: str | None = None
+    #: Between two background reconciliation passes inside ``serve``; ``None``: none (``presence reconcile`` only).
+    reconcile_interval: timedelta | None = None
+    #: A user with an event newer than this before a pass started is never corrected by it (one may be in flight).
+    reconcile_grace: timedelta = timedelta(seconds=60)
+    #: A session with no signal newer than this is no longer live, at read time; ``None``: sessions never expire.
+    connection_ttl: timedelta | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Settings:
@@ -188,6 +199,18 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}FORWARD_LEASE must be longer than twice {PREFIX}FORWARD_TIMEOUT ({forward_timeout:g} s):"
                 " a POST must end before the lease it started under can pass to another replica"
+            )
+        cometchat = _cometchat(reader)
+        interval = reader.optional_duration("RECONCILE_INTERVAL")
+        if interval is not None and cometchat[2] is None:
+            raise SettingsError(
+                f"{PREFIX}RECONCILE_INTERVAL is set but {PREFIX}COMETCHAT_API_KEY is not: a pass asks CometChat's"
+                " REST API (and PRESENCE_COMETCHAT_APP_ID with PRESENCE_COMETCHAT_REGION say where)"
+            )
+        if interval is not None and interval < MIN_RECONCILE_INTERVAL:
+            raise SettingsError(
+                f"{PREFIX}RECONCILE_INTERVAL must be at least {MIN_RECONCILE_INTERVAL.total_seconds():g}s"
+                f" (each pass lists every online user), got {interval.total_seconds():g}s"
             )
         return cls(
             database_url=reader.database_url("DATABASE_URL", defaults.database_url),
@@ -235,11 +258,27 @@ class Settings:
             forward_timeout=forward_timeout,
             forward_batch=reader.integer("FORWARD_BATCH", defaults.forward_batch, minimum=1, maximum=1000),
             forward_lease=forward_lease,
+            cometchat_app_id=cometchat[0],
+            cometchat_region=cometchat[1],
+            cometchat_api_key=cometchat[2],
+            cometchat_api_url=cometchat[3],
+            reconcile_interval=interval,
+            reconcile_grace=reader.duration("RECONCILE_GRACE", defaults.reconcile_grace),
+            connection_ttl=reader.optional_duration("CONNECTION_TTL"),
         )
 
     @property
     def max_clock_skew_ms(self) -> int:
         return int(self.max_clock_skew.total_seconds() * 1000)
+
+    @property
+    def cometchat_url(self) -> str | None:
+        """The base URL of CometChat's REST API (v3), or ``None`` when reconciliation is not configured."""
+        if self.cometchat_api_key is None:
+            return None
+        if self.cometchat_api_url is not None:
+            return self.cometchat_api_url.rstrip("/")
+        return f"https://{self.cometchat_app_id}.api-{self.cometchat_region}.cometchat.io/v3"
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -254,6 +293,35 @@ class Settings:
         if not self.api_tokens:
             missing.append(PREFIX + "API_TOKENS")
         return missing
+
+
+#: Passes list every online user: more often than this costs CometChat's rate limit for little.
+MIN_RECONCILE_INTERVAL: Final = timedelta(seconds=10)
+#: CometChat's regions (``cometchat/rest-api-users.md``); other hosts go in ``PRESENCE_COMETCHAT_API_URL``.
+COMETCHAT_REGIONS: Final = ("us", "eu", "in")
+_APP_ID = re.compile(r"[A-Za-z0-9]{1,64}", re.ASCII)
+
+
+def _cometchat(reader: _Reader) -> tuple[str | None, str | None, Secret | None, str | None]:
+    """The app id, region, API key and base URL of CometChat's REST API, all or none usable."""
+    app_id, key = reader.text("COMETCHAT_APP_ID"), reader.text("COMETCHAT_API_KEY")
+    url = reader.forward_url("COMETCHAT_API_URL")
+    region = reader.choice("COMETCHAT_REGION", "", COMETCHAT_REGIONS) or None
+    if app_id is not None and not _APP_ID.fullmatch(app_id):
+        raise SettingsError(f"{PREFIX}COMETCHAT_APP_ID must be CometChat's app id (letters and digits)")
+    if key is None:
+        if app_id is not None or url is not None:
+            raise SettingsError(
+                f"{PREFIX}COMETCHAT_APP_ID or {PREFIX}COMETCHAT_API_URL is set but {PREFIX}COMETCHAT_API_KEY is not:"
+                " reconciliation needs a REST API key (the README's Reconciliation)"
+            )
+        return None, None, None, None
+    if url is None and (app_id is None or region is None):
+        raise SettingsError(
+            f"{PREFIX}COMETCHAT_API_KEY is set: {PREFIX}COMETCHAT_APP_ID and {PREFIX}COMETCHAT_REGION"
+            f" ({', '.join(COMETCHAT_REGIONS)}) must say where the REST API is (or {PREFIX}COMETCHAT_API_URL)"
+        )
+    return app_id, region, Secret(key), url
 
 
 def known_variables() -> frozenset[str]:
@@ -353,6 +421,13 @@ class _Reader:
         if match is None or float(match["amount"]) <= 0:
             raise SettingsError(f"{self.name(name)} must be a duration such as 7d, 12h, 30m or 45s, got {raw!r}")
         return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"] or "s"])
+
+    def optional_duration(self, name: str) -> timedelta | None:
+        """A duration, or ``None`` when the variable is unset or ``off``."""
+        raw = self.text(name)
+        if raw is None or raw.lower() == "off":
+            return None
+        return self.duration(name, timedelta())
 
     def forward_url(self, name: str) -> str | None:
         """An ``http://`` or ``https://`` URL with a host; the message never quotes it (it may hold a token)."""

@@ -120,6 +120,9 @@ BAD_SETTINGS = (
     ("serve", "PRESENCE_MAX_BODY_BYTES", "abc"),
     ("serve", "PRESENCE_PORT", "eighty"),
     ("migrate", "PRESENCE_LOG_FORMAT", "xml"),
+    ("serve", "PRESENCE_CONNECTION_TTL", "forever"),
+    ("serve", "PRESENCE_RECONCILE_GRACE", "a minute"),
+    ("serve", "PRESENCE_COMETCHAT_REGION", "mars"),
 )
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
+from presence.core import reconcile
 from presence.core.inbox import MAX_DEPTH, TooDeep, cannot_hold_content, without_content
 from presence.core.parse import KNOWN_TRIGGERS, parse_event
 from presence.db.models import InboxEvent
@@ -413,6 +414,14 @@ BODIES: dict[str, st.SearchStrategy[Body]] = {
             "group_deleted",
         )
     },
+    # The service's own (contract §10): a reconciliation pass's correction, kept whole.
+    "presence_reconcile": st.builds(
+        reconcile.body,
+        UIDS,
+        st.sampled_from(["online", "offline"]),
+        MILLISECONDS,
+        st.none() | MILLISECONDS,
+    ),
 }
 
 

@@ -113,6 +113,7 @@ async def test_the_connection_samples_give_one_session_named_by_its_connection(a
         "status": "online",
         "status_updated_at": "2023-10-10T10:40:40.990Z",
         "last_seen_at": "2023-10-10T10:40:40.990Z",
+        "status_source": "webhook",
         "connections": [
             {"session_id": SESSION, "device_id": None, "platform": "javascript", "connected_at": CONNECTED_AT}
         ],
@@ -125,6 +126,7 @@ async def test_the_connection_samples_give_one_session_named_by_its_connection(a
         "status": "offline",
         "status_updated_at": DISCONNECTED_AT,
         "last_seen_at": DISCONNECTED_AT,
+        "status_source": "webhook",
         "connections": [],
     }
     assert await api.sessions(cc.UID_1) == [

@@ -170,6 +170,7 @@ async def test_connection_times_as_numbers_or_numeric_strings_read_alike(api: Ap
         "status": "online",
         "status_updated_at": "2025-11-21T10:15:30.123Z",
         "last_seen_at": "2025-11-21T10:15:30.123Z",
+        "status_source": "webhook",
         "connections": [
             {"session_id": "s-1", "device_id": "d-1", "platform": "web", "connected_at": "2025-11-21T10:15:00.000Z"}
         ],

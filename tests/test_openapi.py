@@ -130,6 +130,7 @@ _PRESENCE_WITHOUT_MILLISECONDS: dict[str, Any] = {
     "status": "online",
     "status_updated_at": None,
     "last_seen_at": "2026-11-21T10:15:30Z",
+    "status_source": "webhook",
     "connections": [],
 }
 _STATS_WITH_AN_EXTRA_FIELD = {"users_online": 1, "connections": 1, "connections_by_platform": {}, "extra": 1}

@@ -44,6 +44,7 @@ def presence(status: str, updated: str, seen: str, connections: list[dict[str, A
         "status": status,
         "status_updated_at": updated,
         "last_seen_at": seen,
+        "status_source": "webhook",
         "connections": connections,
     }
 

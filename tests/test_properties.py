@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,7 +53,9 @@ from presence.core.facts import (
 from presence.core.parse import parse_event
 from presence.core.times import datetime_to_ms, format_instant, ms_to_datetime
 from presence.http.app import create_app
-from tests.support.api import Api, make_settings
+from presence.http.keys import COMMITTER
+from presence.intake.accept import accept
+from tests.support.api import Api, make_settings, serving
 from tests.support.databases import Databases
 from tests.support.histories import History, deliveries, histories
 from tests.support.oracle import (
@@ -118,6 +122,7 @@ def _presence_answers(state: Changes) -> dict[str, dict[str, Any]]:
             "status": user.status,
             "status_updated_at": _iso(user.status_updated_at_ms),
             "last_seen_at": _iso(user.last_seen_at_ms),
+            "status_source": user.status_source,
             "connections": [
                 {
                     "session_id": s.session_id,
@@ -214,11 +219,15 @@ def _watermark_answers(state: Changes) -> dict[str, dict[str, Any]]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(data=st.data(), history=histories(max_connection_events=24))
+@given(data=st.data(), history=histories(max_connection_events=24, max_reconcile_facts=4))
 def test_core_any_order_any_repetition_any_batching_gives_the_in_order_answer(
     data: st.DataObject, history: History
 ) -> None:
-    """The pure joins, over shuffled, repeated deliveries cut into arbitrary batches, equal the oracle."""
+    """The pure joins, over shuffled, repeated deliveries cut into arbitrary batches, equal the oracle.
+
+    The histories include reconciliation facts at random times (contract §10): in any order, the
+    answer is the in-order one in which each pass's correction is one more event.
+    """
     delivered: list[Event] = [parse_event(b) for b in data.draw(deliveries(history.bodies))]
     cuts = sorted(data.draw(st.lists(st.integers(0, len(delivered)), max_size=4)))
     state = Changes()
@@ -326,3 +335,41 @@ async def test_http_any_order_any_repetition_gives_the_in_order_answer(
     expected = _expected(history)
     assert in_order == expected
     assert disordered == expected
+
+
+async def _presence_through_the_committer(
+    databases: Databases, waves: list[list[dict[str, Any]]], uids: tuple[str, ...]
+) -> dict[str, Any]:
+    """Commit each wave's bodies concurrently through the app's committer, the path a pass's corrections
+    take (``/hook`` refuses them), one wave after another; then ask each user's presence."""
+    url = await databases.fresh()
+    try:
+        async with serving(make_settings(url)) as client:
+            committer = client.app[COMMITTER]
+            for wave in waves:
+                received = datetime.now(UTC)
+                await asyncio.gather(
+                    *(committer.submit(accept(orjson.dumps(body), received_at=received, own=True)) for body in wave)
+                )
+            api = Api(client)
+            return {uid: await api.presence(uid) for uid in uids}
+    finally:
+        await databases.drop(url)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    history=histories(max_connection_events=8, max_messages=1, max_membership_events=1, max_reconcile_facts=3),
+)
+async def test_sql_reconcile_facts_in_any_order_give_the_in_order_answer(
+    databases: Databases, data: st.DataObject, history: History
+) -> None:
+    """Contract §10 through the SQL upserts: connections and reconciliation facts, shuffled, repeated and
+    committed in concurrent waves, answer as the oracle does with each fact one more event in time order."""
+    waves = _waves(data, data.draw(deliveries(history.bodies)))
+
+    answers = await _presence_through_the_committer(databases, waves, history.uids)
+
+    expected = expected_presence(history.bodies)
+    assert answers == {uid: expected.get(uid) for uid in history.uids}

@@ -17,6 +17,7 @@ async def test_connection_sample_gives_presence_with_both_devices(api: Api) -> N
         "status": "online",
         "status_updated_at": "2025-11-21T10:15:30.123Z",
         "last_seen_at": "2025-11-21T10:15:30.123Z",
+        "status_source": "webhook",
         "connections": [
             {"session_id": "s-1", "device_id": "d-1", "platform": "web", "connected_at": "2025-11-21T10:15:00.000Z"},
             {"session_id": "s-2", "device_id": "d-2", "platform": "ios", "connected_at": "2025-11-21T10:15:30.120Z"},

@@ -31,6 +31,11 @@ MessageChangeKind = Literal["edited", "deleted"]
 MembershipKind = Literal["added", "removed", "deleted"]
 #: Which of CometChat's systems spelled an event: only error messages depend on it.
 Format = Literal["legacy", "current"]
+#: What CometChat's REST API said of a user when a reconciliation pass asked (contract §10).
+ReconciledStatus = Literal["online", "offline"]
+#: Which kind of event decided a user's status: a webhook, or a reconciliation pass (contract §10).
+#: ``expired`` is never stored: the TTL derives it at read time.
+StatusSource = Literal["webhook", "reconcile", "expired"]
 
 
 class InvalidEvent(ValueError):
@@ -157,6 +162,22 @@ class MembershipChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceReconciled:
+    """A reconciliation pass's correction (trigger ``presence_reconcile``, written by the service itself).
+
+    At ``at_ms``, the pass's start, CometChat's REST API said the user was ``status``. An
+    ``offline`` fact ends every session older than it, as a current-format ``offline`` does; an
+    ``online`` one has no connections (the REST API lists none). ``last_active_at_ms``: CometChat's
+    ``lastActiveAt`` of an offline user, when it gave one; it moves ``last_seen_at`` no later than it.
+    """
+
+    uid: str
+    status: ReconciledStatus
+    at_ms: int
+    last_active_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownTrigger:
     """A trigger this service does not act on: acknowledged, kept, ignored."""
 
@@ -171,6 +192,7 @@ Event = (
     | MessageChanged
     | GroupReceiptMarked
     | MembershipChanged
+    | PresenceReconciled
     | UnknownTrigger
 )
 

@@ -33,9 +33,11 @@ from presence.core.events import (
     MembershipChanged,
     MessageChanged,
     MessageSent,
+    PresenceReconciled,
     ReceiptKind,
     ReceiptMarked,
     Session,
+    StatusSource,
 )
 
 #: Sorts before every real key: "no snapshot seen yet".
@@ -43,16 +45,19 @@ NO_KEY = b""
 _TIE_RANK: dict[ConnectionKind, int] = {"connected": 0, "disconnected": 1}
 
 
-def order_key(event: ConnectionChanged | MembershipChanged) -> bytes:
+def order_key(event: ConnectionChanged | MembershipChanged | PresenceReconciled) -> bytes:
     """Bytes that sort events by time, then tie rule, then content.
 
     The tie rule: a ``disconnected`` beats a ``connected``, a removal (or a group's deletion)
-    beats an addition, at the same millisecond. Compared bytewise, as both SQLite (BLOB) and
-    PostgreSQL (bytea) do.
+    beats an addition, at the same millisecond; a reconciliation's ``offline`` ranks as a
+    ``disconnected``, its ``online`` as a ``connected``. Compared bytewise, as both SQLite (BLOB)
+    and PostgreSQL (bytea) do.
     """
     digest = hashlib.blake2b(repr(event).encode(), digest_size=16).digest()
     if isinstance(event, MembershipChanged):
         return _key(event.at_ms, 0 if event.kind == "added" else 1, digest)
+    if isinstance(event, PresenceReconciled):
+        return _key(event.at_ms, 1 if event.status == "offline" else 0, digest)
     return make_order_key(event.at_ms, event.kind, digest)
 
 
@@ -70,6 +75,32 @@ def order_key_ms(key: bytes) -> int:
     return int.from_bytes(key[:8], "big")
 
 
+def expiry_floor(now_ms: int, ttl_ms: int) -> bytes:
+    """The smallest order key of an event newer than ``ttl_ms`` before ``now_ms`` (``PRESENCE_CONNECTION_TTL``).
+
+    Every key made at or after that millisecond sorts at or above it: :func:`is_fresh`.
+    """
+    return max(0, now_ms - ttl_ms).to_bytes(8, "big")
+
+
+def is_fresh(key: bytes, floor: bytes | None) -> bool:
+    """Whether a signal's key is not older than the TTL's floor (``None``: no TTL, every signal is)."""
+    return floor is None or key >= floor
+
+
+def answered_status(status: str, source: str, status_key: bytes, floor: bytes | None) -> tuple[str, str]:
+    """The status and its source as read at a moment whose TTL floor is ``floor`` (contract §10).
+
+    A user whose newest event is older than the TTL has no fresh session either (every event
+    of a user is joined into its status key, so its sessions' keys are no newer): an ``online``
+    status then answers ``offline``, source ``expired``. Derived at read time from the stored
+    keys and the clock, so delivery order still cannot matter; no row is rewritten.
+    """
+    if status == "online" and not is_fresh(status_key, floor):
+        return "offline", "expired"
+    return status, source
+
+
 @dataclass(frozen=True, slots=True)
 class UserFact:
     """A user's status (from the newest event), last-seen time and newest snapshot."""
@@ -83,6 +114,8 @@ class UserFact:
     #: The key of the newest event that dates the status (``ConnectionChanged.dates_status``);
     #: ``status_updated_at_ms`` is that event's.
     status_updated_key: bytes = NO_KEY
+    #: Which kind of event the status is from: the newest event's, like the status.
+    status_source: StatusSource = "webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,7 @@ def join_user(a: UserFact, b: UserFact) -> UserFact:
         last_seen_at_ms=max(a.last_seen_at_ms, b.last_seen_at_ms),
         snapshot_key=max(a.snapshot_key, b.snapshot_key),
         status_updated_key=dated.status_updated_key,
+        status_source=newest.status_source,
     )
 
 
@@ -370,6 +404,29 @@ def facts_of_connection(event: ConnectionChanged, received_at_ms: int) -> tuple[
     return user, sessions
 
 
+def fact_of_reconcile(event: PresenceReconciled) -> UserFact:
+    """A reconciliation's correction: a user-level fact, no session of its own.
+
+    ``offline`` is a snapshot with no connections (it ends every session older than it, as a
+    current-format ``offline`` does); ``online`` lists none. Either dates the status to the
+    pass's time, the first moment the service knew it. ``last_seen_at`` moves to the pass's
+    time for ``online`` (CometChat saw the user then), to CometChat's ``lastActiveAt`` at most
+    for ``offline`` (0, no claim, without one: the join keeps the newest seen).
+    """
+    key = order_key(event)
+    offline = event.status == "offline"
+    return UserFact(
+        uid=event.uid,
+        status_key=key,
+        status=event.status,
+        status_updated_at_ms=event.at_ms,
+        last_seen_at_ms=(event.last_active_at_ms or 0) if offline else event.at_ms,
+        snapshot_key=key if offline else NO_KEY,
+        status_updated_key=key,
+        status_source="reconcile",
+    )
+
+
 def _session_fact(
     event: ConnectionChanged, key: bytes, session: Session, received_at_ms: int, *, live: bool
 ) -> SessionFact:
@@ -514,6 +571,8 @@ class Changes:
             self._add_group(group)
             for member in members:
                 self._add_member(member)
+        elif isinstance(event, PresenceReconciled):
+            self._add_user(fact_of_reconcile(event))
 
     def _add_user(self, fact: UserFact) -> None:
         current = self.users.get(fact.uid)

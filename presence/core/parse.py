@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Final
 
-from presence.core import current, legacy
+from presence.core import current, legacy, reconcile
 from presence.core.events import (
     MAX_TRIGGER_LENGTH,
     ConnectionChanged,
@@ -27,6 +27,7 @@ from presence.core.events import (
     MessageChanged,
     MessageInFlight,
     MessageSent,
+    PresenceReconciled,
     ReceiptKind,
     ReceiptMarked,
     UnknownTrigger,
@@ -73,6 +74,8 @@ def _readers() -> dict[str, Reader]:
         legacy.IN_FLIGHT_TRIGGER: lambda data: MessageInFlight(),
         DELIVERY_TRIGGER: receipt_of("delivered"),
         READ_TRIGGER: receipt_of("read"),
+        # The service's own: a reconciliation pass's correction (contract §10), read back by rebuild.
+        reconcile.TRIGGER: reconcile.read,
     }
     for name, change in current.CHANGE_TRIGGERS.items():
         readers[name] = partial(current.message_change, kind=change)
@@ -85,8 +88,10 @@ def _readers() -> dict[str, Reader]:
 
 
 _READERS: Final = _readers()
-#: Every trigger the service acts on, in either system.
+#: Every trigger the service acts on, in either system, and its own reconciliation's.
 KNOWN_TRIGGERS: Final = frozenset(_READERS)
+#: The triggers CometChat sends that the service acts on: ``/hook`` refuses the service's own.
+WEBHOOK_TRIGGERS: Final = KNOWN_TRIGGERS - {reconcile.TRIGGER}
 
 
 def parse_event(body: object) -> Event:
@@ -139,3 +144,5 @@ def _times_of(event: Event) -> Iterable[tuple[str, int | None]]:
         yield "data.body.timestamp", event.at_ms
     elif isinstance(event, MembershipChanged):
         yield event.at_field, event.at_ms
+    elif isinstance(event, PresenceReconciled):
+        yield "data.at", event.at_ms

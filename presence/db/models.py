@@ -107,6 +107,8 @@ class UserPresence(Base):
     snapshot_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     #: The key of the newest event that dates the status; ``status_updated_at`` is that event's.
     status_updated_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: Which kind of event the status is from (contract §10): ``webhook`` or ``reconcile``.
+    status_source: Mapped[str] = mapped_column(String(16))
 
 
 class UserSession(Base):
@@ -314,6 +316,20 @@ class ForwardState(Base):
     delivered_through: Mapped[int | None] = mapped_column(BigInteger)
     holder: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(Instant())
+
+
+class ReconcileState(Base):
+    """One row: when the next background reconciliation pass is due, and which replica claimed the last.
+
+    A replica runs a pass only after moving ``next_pass_at`` forward with a conditional ``UPDATE``
+    (``presence.db.reconciling``), so one replica at a time asks CometChat.
+    """
+
+    __tablename__ = "reconcile_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    next_pass_at: Mapped[datetime | None] = mapped_column(Instant())
+    holder: Mapped[str | None] = mapped_column(String(255))
 
 
 #: The state tables, in the order a rebuild empties them (watermarks first, users last).

@@ -10,8 +10,8 @@ them, hold only live sessions; the check here stays the definition.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from presence.core.facts import NO_KEY, answered_status, expiry_floor, is_fresh
 from presence.db.models import (
     GroupReceipt,
     GroupReceiptFlag,
@@ -54,6 +55,8 @@ class Connection:
     device_id: str | None
     platform: str | None
     connected_at: datetime | None
+    #: The key of the session's newest signal: the TTL expires it by that (:func:`as_of`).
+    signal_key: bytes = field(default=NO_KEY, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,30 @@ class Presence:
     status_updated_at: datetime | None
     last_seen_at: datetime
     connections: tuple[Connection, ...]
+    #: ``webhook`` or ``reconcile`` as stored; ``expired`` only from :func:`as_of`.
+    status_source: str = "webhook"
+    #: The key of the user's newest event: the TTL expires the status by that.
+    status_key: bytes = field(default=NO_KEY, compare=False, repr=False)
+
+
+def ttl_floor(ttl: timedelta | None, now: datetime) -> bytes | None:
+    """The order key below which a signal is older than ``PRESENCE_CONNECTION_TTL`` at ``now``; ``None``: no TTL."""
+    if ttl is None:
+        return None
+    return expiry_floor(int(now.timestamp() * 1000), int(ttl.total_seconds() * 1000))
+
+
+def as_of(presence: Presence, floor: bytes | None) -> Presence:
+    """The presence as answered under the TTL whose floor is ``floor`` (contract §10); itself without one.
+
+    Sessions without a signal at or above the floor are no longer live; the status is
+    ``facts.answered_status``'s. Derived from the stored keys and the clock, never written.
+    """
+    if floor is None:
+        return presence
+    status, source = answered_status(presence.status, presence.status_source, presence.status_key, floor)
+    live = tuple(c for c in presence.connections if is_fresh(c.signal_key, floor))
+    return replace(presence, status=status, status_source=source, connections=live)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +161,10 @@ _PRESENCES_COLUMNS = (
     UserSession.device_id,
     UserSession.platform,
     UserSession.connected_at,
+    # After the columns the change feed's views read by position (``presence.db.recording``).
+    UserPresence.status_source,
+    UserPresence.status_key,
+    UserSession.signal_key,
 )
 _CONNECTION_ORDER = (UserSession.connected_at.is_(None), UserSession.connected_at, UserSession.session_id)
 _WITH_LIVE_SESSIONS = select(*_PRESENCES_COLUMNS).outerjoin(
@@ -155,15 +186,17 @@ def presences_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, Presence]:
     """Presences from rows of :data:`PRESENCE_OF`'s columns, grouped by uid, connections in their order."""
     users: dict[str, tuple[Any, ...]] = {}
     connections: dict[str, list[Connection]] = {}
-    for uid, status, status_updated_at, last_seen_at, session_id, device_id, platform, connected_at in rows:
+    for row in rows:
+        uid, status, status_updated_at, last_seen_at, session_id, device_id, platform, connected_at, *more = row
+        source, status_key, signal_key = more
         if uid not in users:
-            users[uid] = (status, status_updated_at, last_seen_at)
+            users[uid] = (status, status_updated_at, last_seen_at, source, status_key)
             connections[uid] = []
         if session_id is not None:
-            connections[uid].append(Connection(session_id, device_id, platform, connected_at))
+            connections[uid].append(Connection(session_id, device_id, platform, connected_at, signal_key))
     return {
-        uid: Presence(uid, status, status_updated_at, last_seen_at, tuple(connections[uid]))
-        for uid, (status, status_updated_at, last_seen_at) in users.items()
+        uid: Presence(uid, status, updated_at, seen, tuple(connections[uid]), source, key)
+        for uid, (status, updated_at, seen, source, key) in users.items()
     }
 
 
@@ -178,17 +211,40 @@ async def presences_of(connection: AsyncConnection, uids: Sequence[str]) -> dict
     return presences_from_rows(await connection.execute(_PRESENCES_OF, {"uids": list(uids)}))
 
 
+def _answered_as(status: str, floor: bytes | None) -> ColumnElement[bool]:
+    """The users whose status answers ``status`` under the TTL's ``floor`` (``facts.answered_status`` in SQL)."""
+    if floor is None:
+        return UserPresence.status == status
+    if status == "online":
+        return and_(UserPresence.status == "online", UserPresence.status_key >= floor)
+    expired = and_(UserPresence.status == "online", UserPresence.status_key < floor)
+    return or_(UserPresence.status == status, expired) if status == "offline" else UserPresence.status == status
+
+
+def _fresh_session(floor: bytes | None) -> ColumnElement[bool]:
+    return _LIVE if floor is None else and_(_LIVE, UserSession.signal_key >= floor)
+
+
 async def list_users(
-    connection: AsyncConnection, *, status: str | None, platform: str | None, after: str | None, limit: int
+    connection: AsyncConnection,
+    *,
+    status: str | None,
+    platform: str | None,
+    after: str | None,
+    limit: int,
+    floor: bytes | None = None,
 ) -> list[Presence]:
-    """Up to ``limit`` users in uid order after ``after``, with the given status and a live session on ``platform``."""
+    """Up to ``limit`` users in uid order after ``after``, with the given status and a live session on ``platform``.
+
+    ``floor``: the TTL's (:func:`ttl_floor`), which the status, the sessions and the answers are read under.
+    """
     if platform is not None:
         # Driven by the partial index of live sessions by (platform, uid).
         query = (
             select(UserSession.uid)
             .distinct()
             .join(UserPresence, UserPresence.uid == UserSession.uid)
-            .where(UserSession.platform == platform, _LIVE)
+            .where(UserSession.platform == platform, _fresh_session(floor))
             .order_by(UserSession.uid)
             .limit(limit)
         )
@@ -199,10 +255,10 @@ async def list_users(
         if after is not None:
             query = query.where(UserPresence.uid > after)
     if status is not None:
-        query = query.where(UserPresence.status == status)
+        query = query.where(_answered_as(status, floor))
     uids = list((await connection.execute(query)).scalars())
     found = await presences_of(connection, uids)
-    return [found[uid] for uid in uids if uid in found]
+    return [as_of(found[uid], floor) for uid in uids if uid in found]
 
 
 async def sessions_of(
@@ -480,24 +536,28 @@ async def watermarks_of(connection: AsyncConnection, conversation_id: str) -> li
     return result
 
 
-#: Live sessions by platform, driven by the partial index of live sessions (``/stats``).
-CONNECTIONS_BY_PLATFORM = (
-    select(UserSession.platform, func.count().label("sessions"))
-    .join(UserPresence, UserPresence.uid == UserSession.uid)
-    .where(_LIVE)
-    .group_by(UserSession.platform)
-)
-_USERS_ONLINE = select(func.count()).select_from(UserPresence).where(UserPresence.status == "online")
+def connections_by_platform(floor: bytes | None = None) -> Select[str | None, int]:
+    """Live sessions by platform, driven by the partial index of live sessions (``/stats``)."""
+    return (
+        select(UserSession.platform, func.count().label("sessions"))
+        .join(UserPresence, UserPresence.uid == UserSession.uid)
+        .where(_fresh_session(floor))
+        .group_by(UserSession.platform)
+    )
 
 
-async def users_online(connection: AsyncConnection) -> int:
-    """How many users' newest connection event says ``online``: ``GET /stats`` and the metrics' gauge."""
-    online: int = (await connection.execute(_USERS_ONLINE)).scalar_one()
+CONNECTIONS_BY_PLATFORM = connections_by_platform()
+
+
+async def users_online(connection: AsyncConnection, floor: bytes | None = None) -> int:
+    """How many users answer ``online`` (their newest status, under the TTL's ``floor``): ``/stats``, the gauge."""
+    query = select(func.count()).select_from(UserPresence).where(_answered_as("online", floor))
+    online: int = (await connection.execute(query)).scalar_one()
     return online
 
 
-async def stats(connection: AsyncConnection) -> Stats:
-    online = await users_online(connection)
-    by_platform = await connection.execute(CONNECTIONS_BY_PLATFORM)
+async def stats(connection: AsyncConnection, floor: bytes | None = None) -> Stats:
+    online = await users_online(connection, floor)
+    by_platform = await connection.execute(CONNECTIONS_BY_PLATFORM if floor is None else connections_by_platform(floor))
     counts: dict[str | None, int] = {row.platform: row.sessions for row in by_platform}
     return Stats(users_online=online, connections=sum(counts.values()), connections_by_platform=counts)

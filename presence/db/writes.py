@@ -248,6 +248,7 @@ def _user_upsert(dialect: Dialect, table: Table) -> Insert:
         index_elements=[row.uid],
         set_={
             "status": case((newer_status, new.status), else_=row.status),
+            "status_source": case((newer_status, new.status_source), else_=row.status_source),
             "status_updated_at": case((newer_dating, new.status_updated_at), else_=row.status_updated_at),
             "status_key": dialect.greatest(new.status_key, row.status_key),
             "last_seen_at": dialect.greatest(new.last_seen_at, row.last_seen_at),
@@ -487,6 +488,7 @@ def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[
         "last_seen_at": instant(fact.last_seen_at_ms),
         "snapshot_key": fact.snapshot_key,
         "status_updated_key": fact.status_updated_key,
+        "status_source": fact.status_source,
     }
 
 

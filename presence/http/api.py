@@ -6,7 +6,7 @@ Parameters are checked here, before any query: a bad one is a ``400`` naming it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from presence.core.times import datetime_to_ms, ms_to_datetime
 from presence.db import changes, reads
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError
-from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS
+from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
 from presence.http.responses import (
     PresenceList,
     SessionPage,
@@ -51,7 +51,7 @@ async def get_presence(request: web.Request) -> web.Response:
         presence = await request.app[LOOKUPS].presence(uid)
     if presence is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {quoted(uid)}")
-    return json_answer(presence_answer(presence))
+    return json_answer(presence_answer(reads.as_of(presence, ttl_floor(request))))
 
 
 async def get_presences(request: web.Request) -> web.Response:
@@ -62,9 +62,10 @@ async def get_presences(request: web.Request) -> web.Response:
     storable = [uid for uid in asked if is_storable_id(uid)]
     async with request.app[ENGINE].connect() as connection:
         found = await reads.presences_of(connection, storable)
+    floor = ttl_floor(request)
     return json_answer(
         PresenceList(
-            users=[presence_answer(found[uid]) for uid in asked if uid in found],
+            users=[presence_answer(reads.as_of(found[uid], floor)) for uid in asked if uid in found],
             unknown=[uid for uid in asked if uid not in found],
         )
     )
@@ -78,7 +79,9 @@ async def list_users(request: web.Request) -> web.Response:
     scope = {"list": "users", "status": status, "platform": platform}
     after = _cursor(request, scope, lambda position: _typed(position, (str,))[0])
     async with request.app[ENGINE].connect() as connection:
-        users = await reads.list_users(connection, status=status, platform=platform, after=after, limit=limit + 1)
+        users = await reads.list_users(
+            connection, status=status, platform=platform, after=after, limit=limit + 1, floor=ttl_floor(request)
+        )
     page, more = users[:limit], len(users) > limit
     next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [page[-1].uid]) if more else None
     return json_answer(UserPage(users=[presence_answer(p) for p in page], next_cursor=next_cursor))
@@ -177,7 +180,12 @@ def seq_value(name: str, raw: str) -> int:
 
 async def get_stats(request: web.Request) -> web.Response:
     async with request.app[ENGINE].connect() as connection:
-        return json_answer(stats_answer(await reads.stats(connection)))
+        return json_answer(stats_answer(await reads.stats(connection, ttl_floor(request))))
+
+
+def ttl_floor(request: web.Request) -> bytes | None:
+    """The ``PRESENCE_CONNECTION_TTL`` floor of this moment (contract §10); ``None`` without a TTL."""
+    return reads.ttl_floor(request.app[SETTINGS].connection_ttl, datetime.now(UTC))
 
 
 def quoted(value: str) -> str:

@@ -4,7 +4,7 @@ Nothing is built at import time. Each resource (the engine, with the schema
 migrated first when asked; the group committer; the inline lookups; retention;
 the change streams' hub, forwarding when configured) lives in a ``cleanup_ctx``
 generator of its own, made when the application starts and disposed of when it
-stops, in reverse order: forwarding and retention stop, the committer commits what
+stops, in reverse order: reconciliation, forwarding and retention stop, the committer commits what
 is queued, and the engine is disposed of last. The change streams end earlier, at
 ``on_shutdown``: aiohttp waits for the requests in progress before it runs the
 cleanups, and a stream is a request that never ends by itself.
@@ -13,6 +13,7 @@ cleanups, and a stream is a request that never ends by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -45,7 +46,7 @@ from presence.http.keys import (
 )
 from presence.http.openapi import get_openapi
 from presence.intake.committer import Committer
-from presence.jobs import retention
+from presence.jobs import reconcile, retention
 from presence.live.forward import Forwarder
 from presence.live.hub import ChangeHub
 from presence.metrics import Metrics
@@ -76,6 +77,8 @@ def create_app(settings: Settings, *, migrate: bool = False) -> web.Application:
     app.on_shutdown.append(_end_streams)
     if settings.forward_url is not None:
         app.cleanup_ctx.append(_forwarding)
+    if settings.reconcile_interval is not None:
+        app.cleanup_ctx.append(_reconciliation)
     app.router.add_post("/hook", receive_webhook)
     app.router.add_get("/users/{uid}/presence", api.get_presence)
     app.router.add_get("/users/{uid}/sessions", api.get_sessions)
@@ -227,3 +230,22 @@ async def _forwarding(app: web.Application) -> AsyncIterator[None]:
         await forwarder.close()
         if engine is not app[ENGINE]:
             await engine.dispose()
+
+
+async def _reconciliation(app: web.Application) -> AsyncIterator[None]:
+    """Background reconciliation passes (contract §10); their corrections go through the committer.
+
+    Stopping cancels a pass in progress: what it had not recorded yet is left for the next one.
+    """
+    stop = asyncio.Event()
+    passes = asyncio.create_task(
+        reconcile.run_forever(app[INTAKE_ENGINE], app[COMMITTER], app[SETTINGS], app[METRICS], stop),
+        name="presence-reconcile",
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        passes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await passes

@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from presence.core.events import MAX_CONVERSATION_LENGTH, MAX_TRIGGER_LENGTH
-from presence.core.parse import KNOWN_TRIGGERS
+from presence.core.parse import WEBHOOK_TRIGGERS
 from presence.dashboard import ASSETS
 from presence.http import responses
 from presence.http.api import CHANGE_TYPES, DEFAULT_LIMIT, MAX_LIMIT, MAX_SEQ, MAX_UIDS_PER_REQUEST, STATUSES
@@ -238,7 +238,7 @@ def _hook_operation() -> dict[str, Any]:
         "summary": "A CometChat webhook; `200` once the event is committed.",
         "description": (
             "The `Content-Type` is not trusted: the body is parsed as JSON whatever it says. Known triggers: "
-            + ", ".join(f"`{t}`" for t in sorted(KNOWN_TRIGGERS))
+            + ", ".join(f"`{t}`" for t in sorted(WEBHOOK_TRIGGERS))
             + ". Any other trigger is acknowledged as `ignored` and kept."
         ),
         "tags": ["intake"],
@@ -251,7 +251,8 @@ def _hook_operation() -> dict[str, Any]:
             "200": _answer(responses.HookAck, "Committed (`accepted`), or kept without acting on it (`ignored`)."),
             "400": _error_response(
                 "Not JSON (`invalid_json`), not an object or nested too deep (`invalid_body`), or a known "
-                "trigger with a missing or mistyped field (`invalid_event`); a body that is not valid in the "
+                "trigger with a missing or mistyped field, or the service's own `presence_reconcile` "
+                "(`invalid_event`); a body that is not valid in the "
                 "encoding its `Content-Encoding` names (`invalid_encoding`). Nothing is stored.",
                 "invalid_json",
                 "invalid_body",
@@ -588,7 +589,7 @@ def _webhook_body() -> Schema:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": MAX_TRIGGER_LENGTH,
-                "examples": sorted(KNOWN_TRIGGERS),
+                "examples": sorted(WEBHOOK_TRIGGERS),
             },
             "appId": {"type": "string"},
             "data": {"type": "object"},

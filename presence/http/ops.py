@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from presence.db import forwarding, reads
 from presence.db.failures import is_unavailable
 from presence.db.schema import current_revision
+from presence.http import api
 from presence.http.errors import ApiError
 from presence.http.keys import COMMITTER, ENGINE, HEAD_REVISION, METRICS, SETTINGS
 from presence.http.responses import Healthy, Ready, json_answer
@@ -46,7 +47,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     try:
         async with request.app[ENGINE].connect() as connection:
-            metrics.users_online.set(await reads.users_online(connection))
+            metrics.users_online.set(await reads.users_online(connection, api.ttl_floor(request)))
             if request.app[SETTINGS].forward_url is not None:
                 # Read from the database, so every replica tells it, and it grows while a POST hangs.
                 oldest = await forwarding.oldest_undelivered(connection)

@@ -65,11 +65,24 @@ class Presence(Shape, frozen=True):
     """A user's presence, from the newest connection event for that user."""
 
     uid: str
-    status: Annotated[str, Meta(description="`data.user.status` of the newest connection event.")]
+    status: Annotated[
+        str,
+        Meta(
+            description="`data.user.status` of the newest connection event, or what a reconciliation pass found"
+            " (`online`, `offline`); `offline` when `PRESENCE_CONNECTION_TTL` expired it."
+        ),
+    ]
     status_updated_at: Instant | None
     last_seen_at: Instant
     connections: Annotated[
         list[Connection], Meta(description="Live connections, by `connected_at`, then `session_id`.")
+    ]
+    status_source: Annotated[
+        Literal["webhook", "reconcile", "expired"],
+        Meta(
+            description="Which kind of event decided `status`: a CometChat webhook, a reconciliation pass against"
+            " CometChat's REST API, or none newer than `PRESENCE_CONNECTION_TTL` (the status then reads `offline`)."
+        ),
     ]
 
 
@@ -308,7 +321,16 @@ def presence_answer(presence: reads.Presence) -> Presence:
             )
             for c in presence.connections
         ],
+        status_source=_source(presence.status_source),
     )
+
+
+StatusSource = Literal["webhook", "reconcile", "expired"]
+_SOURCES: Final[dict[str, StatusSource]] = {"webhook": "webhook", "reconcile": "reconcile", "expired": "expired"}
+
+
+def _source(value: str) -> StatusSource:
+    return _SOURCES.get(value, "webhook")
 
 
 def receipts_answer(message: reads.MessageReceipts) -> MessageReceipts:

@@ -13,6 +13,7 @@ from typing import Literal
 
 import orjson
 
+from presence.core import reconcile
 from presence.core.events import DEFAULT_MAX_SKEW_MS, Event, InvalidEvent, MessageSent, UnknownTrigger
 from presence.core.inbox import InboxRow, TooDeep, cannot_hold_content, without_content
 from presence.core.parse import check_not_ahead, parse_event
@@ -40,10 +41,12 @@ class Rejected(Exception):
         self.trigger = trigger
 
 
-def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_SKEW_MS) -> Accepted:
+def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_SKEW_MS, own: bool = False) -> Accepted:
     """The event ``raw`` describes, with the inbox row that records it; or :class:`Rejected`.
 
-    ``max_skew_ms``: how far ahead of ``received_at`` an event's own times may be.
+    ``max_skew_ms``: how far ahead of ``received_at`` an event's own times may be. ``own``: the
+    body is the service's own (a reconciliation pass's correction); from anyone else its trigger
+    is refused, so that no sender can pass itself off as a pass.
     """
     try:
         body = orjson.loads(raw)
@@ -52,6 +55,13 @@ def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_
     if not isinstance(body, dict):
         raise Rejected("invalid_body", "the body must be a JSON object")
     trigger = body.get("trigger") if isinstance(body.get("trigger"), str) else None
+    if trigger == reconcile.TRIGGER and not own:
+        raise Rejected(
+            "invalid_event",
+            f"trigger: {reconcile.TRIGGER} is recorded by the service's own reconciliation passes; CometChat never"
+            " sends it",
+            trigger,
+        )
     try:
         event = parse_event(body)
         received_at_ms = datetime_to_ms(received_at)

@@ -22,6 +22,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from presence.core import reconcile
+from presence.core.events import ReconciledStatus
 from tests.support import payloads
 
 UIDS = ("u1", "u2", "u3")
@@ -311,11 +313,36 @@ def membership_events(draw: st.DrawFn, *, max_events: int = 6) -> list[Body]:
 
 
 @st.composite
+def reconcile_facts(draw: st.DrawFn, *, max_facts: int = 4) -> list[Body]:
+    """Reconciliation passes' corrections (contract §10) at times among the connections', ties included.
+
+    Some ``offline`` facts carry CometChat's ``lastActiveAt``, earlier than the pass (or, when
+    CometChat is odd, later: the service caps it at the pass's time).
+    """
+    bodies = []
+    for _ in range(draw(st.integers(0, max_facts))):
+        at_ms = BASE_MS + draw(st.integers(0, 9)) * 1000 + draw(st.sampled_from((0, 0, 7, 500)))
+        statuses: tuple[ReconciledStatus, ...] = ("online", "offline")
+        status = draw(st.sampled_from(statuses))
+        last_active = None
+        if status == "offline" and draw(st.booleans()):
+            last_active = at_ms + draw(st.integers(-3000, 1000))
+        bodies.append(reconcile.body(draw(st.sampled_from(UIDS)), status, at_ms, last_active))
+    return bodies
+
+
+@st.composite
 def histories(
-    draw: st.DrawFn, *, max_connection_events: int = 16, max_messages: int = 6, max_membership_events: int = 6
+    draw: st.DrawFn,
+    *,
+    max_connection_events: int = 16,
+    max_messages: int = 6,
+    max_membership_events: int = 6,
+    max_reconcile_facts: int = 0,
 ) -> History:
     """Connections, messages and membership; the maxima bound the legacy connection events,
-    the messages (each with its receipts, edits and aggregates) and the membership events."""
+    the messages (each with its receipts, edits and aggregates), the membership events and the
+    reconciliation facts (none unless asked: ``/hook`` refuses them)."""
     formats = {uid: draw(st.sampled_from(CONNECTION_FORMATS), label=f"format of {uid}") for uid in UIDS}
     legacy_uids = tuple(uid for uid in UIDS if formats[uid] != "current")
     connections: list[Body] = []
@@ -324,6 +351,8 @@ def histories(
     for uid in UIDS:
         if formats[uid] != "legacy":
             connections += draw(current_connection_events(uid))
+    if max_reconcile_facts:
+        connections += draw(reconcile_facts(max_facts=max_reconcile_facts))
     messages = draw(message_histories(max_messages=max_messages))
     members = draw(membership_events(max_events=max_membership_events))
     queried_ids = tuple(str(i) for i in (7, *MESSAGE_IDS))  # 7 is never named: 404

@@ -18,6 +18,7 @@ from presence.core.events import (
     MembershipChanged,
     MessageChanged,
     MessageSent,
+    PresenceReconciled,
     ReceiptMarked,
     Session,
 )
@@ -52,39 +53,68 @@ def _dating(event: ConnectionChanged, body: dict[str, Any]) -> tuple[bool, int |
     return body["data"].get("userPresenceChanged") is True, event.at_ms
 
 
+def _ends(event: ConnectionChanged | PresenceReconciled) -> bool:
+    """The tie rule: a disconnect (a reconciliation's ``offline``) beats a connect (its ``online``)."""
+    if isinstance(event, PresenceReconciled):
+        return event.status == "offline"
+    return event.kind == "disconnected"
+
+
+def _reconciled(event: PresenceReconciled, user: dict[str, Any], sessions: dict[str, Session]) -> None:
+    user["status"], user["source"], user["status_updated_at"] = event.status, "reconcile", event.at_ms
+    if event.status == "offline":
+        user["seen"] = max(user["seen"], event.last_active_at_ms or 0)
+        sessions.clear()
+    else:
+        user["seen"] = max(user["seen"], event.at_ms)
+
+
+def _connection(event: ConnectionChanged, sessions: dict[str, Session]) -> None:
+    if event.format == "current":
+        # No session id of CometChat's: the connection names itself. An offline user has none left.
+        platform, connected_at = event.session.platform, event.session.connected_at_ms
+        session = Session(f"{platform}:{connected_at}", None, platform, connected_at)
+        if event.status == "offline":
+            sessions.clear()
+        elif event.kind == "connected":
+            sessions[session.session_id] = session
+        else:
+            sessions.pop(session.session_id, None)
+    elif event.snapshot is not None:
+        sessions.clear()
+        sessions.update({s.session_id: s for s in event.snapshot})
+    elif event.kind == "connected":
+        sessions[event.session.session_id] = event.session
+    else:
+        sessions.pop(event.session.session_id, None)
+
+
 def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
-    events: dict[ConnectionChanged, dict[str, Any]] = {}
+    """§3, §8 and §10: each connection event and each reconciliation fact once, in time order.
+
+    A reconciliation fact at T (contract §10) sets the status, dated T, its source ``reconcile``;
+    ``offline`` ends every session (those connected later come back by their own events), and
+    moves ``last_seen_at`` to CometChat's ``lastActiveAt`` at most; ``online`` moves it to T.
+    """
+    events: dict[ConnectionChanged | PresenceReconciled, dict[str, Any]] = {}
     for body in bodies:
         event = parse_event(body)
-        if isinstance(event, ConnectionChanged):
+        if isinstance(event, ConnectionChanged | PresenceReconciled):
             events[event] = body
     users: dict[str, dict[str, Any]] = {}
     live: dict[str, dict[str, Session]] = {}
     # The tie rule as the contract states it (a disconnect beats a connect); the service's key for the rest.
-    for event in sorted(events, key=lambda e: (e.at_ms, e.kind == "disconnected", order_key(e))):
-        user = users.setdefault(event.uid, {"status_updated_at": None})
-        user["status"], user["seen"] = event.status, event.at_ms
+    for event in sorted(events, key=lambda e: (e.at_ms, _ends(e), order_key(e))):
+        user = users.setdefault(event.uid, {"status_updated_at": None, "seen": 0})
+        sessions = live.setdefault(event.uid, {})
+        if isinstance(event, PresenceReconciled):
+            _reconciled(event, user, sessions)
+            continue
+        user["status"], user["source"], user["seen"] = event.status, "webhook", max(user["seen"], event.at_ms)
         dates, status_updated_at = _dating(event, events[event])
         if dates:
             user["status_updated_at"] = status_updated_at
-        sessions = live.setdefault(event.uid, {})
-        if event.format == "current":
-            # No session id of CometChat's: the connection names itself. An offline user has none left.
-            platform, connected_at = event.session.platform, event.session.connected_at_ms
-            session = Session(f"{platform}:{connected_at}", None, platform, connected_at)
-            if event.status == "offline":
-                sessions.clear()
-            elif event.kind == "connected":
-                sessions[session.session_id] = session
-            else:
-                sessions.pop(session.session_id, None)
-        elif event.snapshot is not None:
-            sessions.clear()
-            sessions.update({s.session_id: s for s in event.snapshot})
-        elif event.kind == "connected":
-            sessions[event.session.session_id] = event.session
-        else:
-            sessions.pop(event.session.session_id, None)
+        _connection(event, sessions)
     answers = {}
     for uid, user in users.items():
         ordered = sorted(
@@ -95,7 +125,8 @@ def expected_presence(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
             "uid": uid,
             "status": user["status"],
             "status_updated_at": _iso(user["status_updated_at"]),
-            "last_seen_at": _iso(user["seen"]),  # events are applied in time order: the last is the newest
+            "last_seen_at": _iso(user["seen"]),
+            "status_source": user["source"],
             "connections": [
                 {
                     "session_id": s.session_id,

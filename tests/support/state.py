@@ -27,6 +27,8 @@ async def dump(database: str | AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
 
 #: The change feed's tables (contract §9).
 CHANGE_FEED_TABLES = ("change", "change_log", "forward_state")
+#: Whose turn it is to reconcile (contract §10): bookkeeping, not state.
+RECONCILE_TABLES = ("reconcile_state",)
 
 
 async def state_tables(database_url: str, *, without_checkpoint: bool = False) -> dict[str, list[tuple[Any, ...]]]:
@@ -34,9 +36,10 @@ async def state_tables(database_url: str, *, without_checkpoint: bool = False) -
 
     Not the change feed's tables: its changes say how the state was reached (which commits, in which
     order, when), which differs between two intakes of the same events that reach the same state.
+    Nor reconciliation's turn.
     """
     tables = await dump(database_url)
-    for name in ("inbox_event", *CHANGE_FEED_TABLES):
+    for name in ("inbox_event", *CHANGE_FEED_TABLES, *RECONCILE_TABLES):
         del tables[name]
     if without_checkpoint:
         tables = {name: rows for name, rows in tables.items() if not name.startswith("checkpoint_")}
