@@ -45,7 +45,7 @@ def _rows(users: int, seed: int) -> Iterator[tuple[tuple[Any, ...], list[tuple[A
         key = make_order_key(at_ms, "connected", rng.randbytes(16))  # a digest is 16 bytes no other event shares
         platform = PLATFORMS[number % 3]
         at = sqlite_instant(at_ms)
-        user = (name, "online", at, key, at, key, key)  # the status event dates the status too
+        user = (name, "online", at, key, at, key, key, "webhook")  # the status event dates the status too
         sessions: list[tuple[Any, ...]] = [
             (name, f"{name}-s1", key, 1, f"{name}-d1", platform, sqlite_instant(connected_ms), None, at)
         ]
@@ -92,7 +92,7 @@ def seed_sqlite(path: Path, users: int, *, seed: int = 1) -> int:
 def _flush(connection: sqlite3.Connection, users: list[tuple[Any, ...]], sessions: list[tuple[Any, ...]]) -> int:
     connection.executemany(
         "INSERT INTO user_presence (uid, status, status_updated_at, status_key, last_seen_at, snapshot_key,"
-        " status_updated_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " status_updated_key, status_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         users,
     )
     connection.executemany(
