@@ -205,6 +205,7 @@ async def test_a_uid_lookup_shows_presence_and_sessions_and_a_message_its_receip
     await uid.fill("cometchat-uid-4")
     await uid.press("Enter")
     await expect(tab.locator("#user-status")).to_have_text("online")
+    await expect(tab.locator("#user-status-source")).to_have_text("a webhook")
     await expect(tab.locator("#user-connections tbody tr")).to_have_count(1)
     await expect(tab.locator("#user-connections")).to_contain_text("s-new")
     sessions = tab.locator("#user-sessions li")

@@ -619,6 +619,9 @@
     }
   }
 
+  // Where the status came from (contract §10): the kind of event that decided it.
+  const SOURCES = { webhook: "a webhook", reconcile: "reconciliation with CometChat", expired: "expiry (no recent signal)" };
+
   function renderUser(presence, sessions, more) {
     const head = el("div", { className: "result-head" },
       el("span", { className: "uid" }, presence.uid),
@@ -626,6 +629,7 @@
     const facts = el("dl", { className: "facts" },
       el("dt", {}, "Last seen"), el("dd", {}, when(presence.last_seen_at, { withDate: true })),
       el("dt", {}, "Status since"), el("dd", {}, when(presence.status_updated_at, { withDate: true })),
+      el("dt", {}, "Decided by"), el("dd", { id: "user-status-source" }, SOURCES[presence.status_source] || presence.status_source),
       el("dt", {}, "Live connections"), el("dd", {}, String(presence.connections.length)));
     const connections = presence.connections.length === 0 ? el("p", { className: "small" }, "No live connection.") :
       el("div", { className: "table-wrap" }, el("table", { id: "user-connections" },
