@@ -10,7 +10,7 @@ and puts each into the queue of every subscription whose filter matches it. It r
 
 The tail reads on a connection of its own while it runs (in autocommit: no transaction to begin or
 end), one statement per page, and the wake-ups of one moment (:data:`COALESCE_INTERVAL`) share one
-read: with a thousand streams open, intake's commits cost the tail a read every 20 ms at most.
+read: with a thousand streams open, intake's commits cost the tail a read every 50 ms at most.
 
 The table is the source of truth: a wake-up says only "read now". With no stream open there is no
 tail, no listening connection, and nothing on the intake path but the one ``NOTIFY`` of the commit.
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 #: Longest a change waits for a stream's tail when every wake-up was lost (seconds).
 FALLBACK_INTERVAL: Final = 1.0
 #: How long the tail waits, once woken, before it reads: the commits of a burst share one read.
-#: It bounds how often a busy service reads the table for its streams (at most 50 times a second),
+#: It bounds how often a busy service reads the table for its streams (at most 20 times a second),
 #: at the price of as much latency, far inside the second the contract allows.
-COALESCE_INTERVAL: Final = 0.02
+COALESCE_INTERVAL: Final = 0.05
 #: Changes the tail reads at once.
 TAIL_PAGE: Final = 500
 
