@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from presence.core.conversations import TALLY_BITS, TALLY_LEVELS, participants, unread_ranges
 from presence.db.models import MessageTally
 from presence.jobs import retention
+from presence.jobs.rebuild import rebuild
 from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import Api
+from tests.support.state import dump
 
 T0 = 1_763_720_000
 GROUP = "group_g"
@@ -189,6 +191,21 @@ async def test_messages_past_receipt_retention_no_longer_count(
     assert tallies == 0
     alice = await world.get_json("/users/alice/unread")
     assert alice == {"conversations": [], "total_unread": 0, "next_cursor": None}
+
+
+async def test_a_rebuild_recounts_the_tallies_to_what_intake_kept(
+    world: Api, database_url: str, settings: Settings
+) -> None:
+    """§7, §11: ``presence rebuild`` (its triggers suspended on PostgreSQL) leaves the same tallies and answers."""
+    before = (await dump(database_url))["message_tally"], await world.get_json("/users/alice/unread")
+    engine = create_async_engine(database_url)
+    try:
+        await rebuild(engine, settings=settings)
+    finally:
+        await engine.dispose()
+    after = (await dump(database_url))["message_tally"], await world.get_json("/users/alice/unread")
+    assert before[0]
+    assert after == before
 
 
 def test_one_to_one_parties_are_read_from_the_conversation_id() -> None:

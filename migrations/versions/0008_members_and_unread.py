@@ -140,71 +140,66 @@ def _sqlite_triggers() -> list[str]:
 
 
 def _postgres_triggers() -> list[str]:
-    counted_old, counted_new = _POSTGRES_COUNTED.format(row="OLD"), _POSTGRES_COUNTED.format(row="NEW")
-    return [
-        f"""
-CREATE FUNCTION message_tally_apply(conversation text, who text, message bigint, delta bigint) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    sender_of text;
-    tally_level int;
-BEGIN
-    -- Every writer takes the rows in one order: all senders first, then levels upwards.
-    FOREACH sender_of IN ARRAY CASE WHEN who IS NULL THEN ARRAY[''] ELSE ARRAY['', who] END LOOP
-        FOR tally_level IN 1..{_LEVELS} LOOP
-            INSERT INTO message_tally AS t (conversation_id, sender, level, block, n)
-            VALUES (conversation, sender_of, tally_level, message >> ({_BITS} * tally_level), delta)
-            ON CONFLICT (conversation_id, sender, level, block) DO UPDATE SET n = t.n + excluded.n;
-            IF delta < 0 THEN
-                DELETE FROM message_tally
-                WHERE conversation_id = conversation AND sender = sender_of AND level = tally_level
-                  AND block = message >> ({_BITS} * tally_level) AND n = 0;
-            END IF;
-        END LOOP;
-    END LOOP;
-END
-$$
-""",
-        f"""
-CREATE FUNCTION message_tally_trigger() RETURNS trigger
+    """Row triggers, as on SQLite, each writing a message's tally rows in one statement.
+
+    (Intake writes messages with one execution per row, so a statement trigger would run per row
+    too, and costs more.) The rows are written in key order, so concurrent writers take the tally
+    rows' locks in one order; a decrement that leaves a row at 0 deletes it.
+    """
+    old, new = _POSTGRES_COUNTED.format(row="OLD"), _POSTGRES_COUNTED.format(row="NEW")
+
+    def tallies(row: str, delta: int) -> str:
+        return f"""
+        INSERT INTO message_tally AS t (conversation_id, sender, level, block, n)
+        SELECT {row}.conversation_id, who.sender, levels.level, {row}.id >> ({_BITS} * levels.level), {delta}
+        FROM (VALUES (''), ({row}.sender)) AS who(sender) CROSS JOIN generate_series(1, {_LEVELS}) AS levels(level)
+        WHERE who.sender IS NOT NULL
+        ORDER BY 2, 3
+        ON CONFLICT (conversation_id, sender, level, block) DO UPDATE SET n = t.n + excluded.n;"""
+
+    moved = f"(({old}) IS DISTINCT FROM ({new})) OR (({new}) AND (OLD.conversation_id IS DISTINCT FROM"
+    moved += " NEW.conversation_id OR OLD.sender IS DISTINCT FROM NEW.sender))"
+    function = f"""
+CREATE FUNCTION message_tally() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        IF ({counted_old}) = ({counted_new}) AND NOT ({counted_new}) THEN
-            RETURN NULL;
-        END IF;
-        IF ({counted_old}) AND ({counted_new}) AND OLD.conversation_id = NEW.conversation_id
-           AND OLD.sender IS NOT DISTINCT FROM NEW.sender THEN
-            RETURN NULL;
-        END IF;
+    -- A bulk writer (presence rebuild) recounts the tallies at its end instead: one transaction's
+    -- updates of one row each leave a version that the next must step over.
+    IF current_setting('presence.tallies_suspended', true) = 'on' THEN
+        RETURN NULL;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        IF {counted_old} THEN
-            PERFORM message_tally_apply(OLD.conversation_id, OLD.sender, OLD.id, -1);
+        IF {old} THEN{tallies("OLD", -1)}
+            DELETE FROM message_tally
+            WHERE conversation_id = OLD.conversation_id AND sender IN ('', OLD.sender) AND n = 0
+              AND (level, block) IN (
+                  SELECT levels.level, OLD.id >> ({_BITS} * levels.level)
+                  FROM generate_series(1, {_LEVELS}) AS levels(level)
+              );
         END IF;
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        IF {counted_new} THEN
-            PERFORM message_tally_apply(NEW.conversation_id, NEW.sender, NEW.id, 1);
+        IF {new} THEN{tallies("NEW", 1)}
         END IF;
     END IF;
     RETURN NULL;
 END
 $$
-""",
-        "CREATE TRIGGER message_tally AFTER INSERT OR UPDATE OR DELETE ON message"
-        " FOR EACH ROW EXECUTE FUNCTION message_tally_trigger()",
+"""
+    triggers = {"insert": ("INSERT", new), "delete": ("DELETE", old), "update": ("UPDATE", moved)}
+    return [function] + [
+        f"CREATE TRIGGER message_tally_{name} AFTER {event} ON message FOR EACH ROW WHEN ({when})"
+        " EXECUTE FUNCTION message_tally()"
+        for name, (event, when) in triggers.items()
     ]
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER message_tally ON message")
-        op.execute("DROP FUNCTION message_tally_trigger()")
-        op.execute("DROP FUNCTION message_tally_apply(text, text, bigint, bigint)")
-    else:
-        for name in ("message_tally_insert", "message_tally_delete", "message_tally_update"):
-            op.execute(f"DROP TRIGGER {name}")
+    postgres = op.get_bind().dialect.name == "postgresql"
+    for name in ("message_tally_insert", "message_tally_delete", "message_tally_update"):
+        op.execute(f"DROP TRIGGER {name} ON message" if postgres else f"DROP TRIGGER {name}")
+    if postgres:
+        op.execute("DROP FUNCTION message_tally()")
     op.drop_index(op.f("ix_message_conversation_id_sent_at_id"), table_name="message")
     op.drop_index(op.f("ix_message_conversation_id_id"), table_name="message")
     op.drop_table("message_tally")

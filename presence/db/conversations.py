@@ -19,12 +19,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, true, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import InstrumentedAttribute
 
 from presence.core.conversations import (
     ALL_SENDERS,
+    TALLY_BITS,
+    TALLY_LEVELS,
     UNREAD_BY_LIMIT,
     KnownFrom,
     group_conversation,
@@ -41,6 +59,7 @@ from presence.db.models import (
     Message,
     MessageTally,
     ReceiptWatermark,
+    table_of,
 )
 
 #: A message that can be unread: known from an ``after_message`` / ``message_sent`` (its claim's
@@ -120,6 +139,10 @@ async def members_of(
     )
     if guid is not None:
         participants = participants.where(~_has_membership_row(guid, ConversationParticipant.uid))
+        if len(found) == limit:
+            # The page ends at the last member found: activity beyond it is the next page's. So the
+            # participants read are those of this page's uid range, not every one the group has.
+            participants = participants.where(ConversationParticipant.uid <= found[-1].uid)
     if after is not None:
         participants = participants.where(ConversationParticipant.uid > after)
     found += [Member(row.uid, None, row.known_from) for row in await connection.execute(participants)]
@@ -317,5 +340,42 @@ async def unread_by(connection: AsyncConnection, message_id: int, conversation_i
     if sender is not None:
         members = members.where(GroupMember.uid != sender)
         active = active.where(ConversationParticipant.uid != sender)
-    uids = sorted({*(await connection.execute(members)).scalars(), *(await connection.execute(active)).scalars()})
+    unread_members = list((await connection.execute(members)).scalars())
+    if len(unread_members) == wanted:
+        active = active.where(ConversationParticipant.uid <= unread_members[-1])  # as in members_of
+    uids = sorted({*unread_members, *(await connection.execute(active)).scalars()})
     return UnreadBy(members_count=members_count, uids=uids[:UNREAD_BY_LIMIT], truncated=len(uids) > UNREAD_BY_LIMIT)
+
+
+async def suspend_tallies(connection: AsyncConnection) -> None:
+    """Stop the triggers keeping ``message_tally`` for the rest of this transaction (PostgreSQL).
+
+    For a bulk writer, which then calls :func:`recount_tallies`. On PostgreSQL each update of a
+    row leaves a version the next update in the same transaction steps over, so a transaction
+    writing 10^5 messages of one conversation would update its top tally rows 10^5 times each
+    (quadratic). SQLite updates in place: its triggers keep running, and the recount agrees.
+    """
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SET LOCAL presence.tallies_suspended = 'on'"))
+
+
+async def recount_tallies(connection: AsyncConnection) -> None:
+    """Make ``message_tally`` again from the ``message`` rows: set-based, one pass per level."""
+    tally = table_of(MessageTally)
+    await connection.execute(delete(MessageTally))
+    columns = ["conversation_id", "sender", "level", "block", "n"]
+    for level in range(1, TALLY_LEVELS + 1):
+        # Inline: PostgreSQL has ``bigint >> integer`` only, and the same expression must be grouped by.
+        block = Message.id.op(">>")(literal_column(str(TALLY_BITS * level), Integer()))
+        everyone = (
+            select(Message.conversation_id, literal(ALL_SENDERS), literal(level), block, func.count())
+            .where(COUNTED)
+            .group_by(Message.conversation_id, block)
+        )
+        by_sender = (
+            select(Message.conversation_id, Message.sender, literal(level), block, func.count())
+            .where(COUNTED, Message.sender.is_not(None))
+            .group_by(Message.conversation_id, Message.sender, block)
+        )
+        await connection.execute(insert(tally).from_select(columns, everyone))
+        await connection.execute(insert(tally).from_select(columns, by_sender))
