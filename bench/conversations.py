@@ -10,7 +10,7 @@ what §11 is about ("about the time of a small one"):
   are the app's), so the count reaches the upper tally levels;
 - ``members, first page`` / ``members, middle page``: ``GET /conversations/{id}/members`` of a group
   of 10 or 10^4 members (pages of 100);
-- ``unread_by, nobody read``: a group message's receipts with ``unread_by`` when no member read it;
+- ``unread_by, nobody read``: what a group message's receipts add (``unread_by``) when no member read it;
 - ``unread_by, all but 5 read``: when every member but the last 5 read it (the anti-join reads
   every member's watermark: the worst case of this query);
 - ``unread, group member``: ``GET /users/{uid}/unread`` of a member of that group.
@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from presence.core.events import MembershipChanged, MessageSent, ReceiptMarked
 from presence.core.facts import Changes
-from presence.db import conversations, reads
+from presence.db import conversations
 from presence.db.engine import create_engine
 from presence.db.schema import upgrade
 from presence.db.writes import Writer
@@ -111,10 +112,10 @@ def cases(world: World) -> dict[str, Callable[[AsyncConnection], Awaitable[objec
     offset = 10**9
     middle = f"member-{world.members // 2:05d}"
 
-    async def receipts_with_unread_by(connection: AsyncConnection, message_id: int) -> object:
-        message = await reads.receipts_of(connection, message_id)
-        assert message is not None
-        return await conversations.unread_by(connection, message_id, message.conversation_id, message.sender)
+    async def unread_by(connection: AsyncConnection, message_id: int) -> object:
+        # What the receipts handler adds for a group message (the §4 part lists every reader: its
+        # cost is that of the readers, 10^4 here, as before §11).
+        return await conversations.unread_by(connection, message_id, "group_crowd", "member-00000")
 
     return {
         "unread, no watermark": lambda c: conversations.unread_of(c, f"{READER}-dense", before=None, limit=101),
@@ -122,8 +123,8 @@ def cases(world: World) -> dict[str, Callable[[AsyncConnection], Awaitable[objec
         "unread, sparse ids": lambda c: conversations.unread_of(c, f"{READER}-sparse", before=None, limit=101),
         "members, first page": lambda c: conversations.members_of(c, "group_crowd", after=None, limit=101),
         "members, middle page": lambda c: conversations.members_of(c, "group_crowd", after=middle, limit=101),
-        "unread_by, nobody read": lambda c: receipts_with_unread_by(c, offset + 2),
-        "unread_by, all but 5 read": lambda c: receipts_with_unread_by(c, offset + 1),
+        "unread_by, nobody read": lambda c: unread_by(c, offset + 2),
+        "unread_by, all but 5 read": lambda c: unread_by(c, offset + 1),
         "unread, group member": lambda c: conversations.unread_of(c, middle, before=None, limit=101),
     }
 
@@ -135,6 +136,10 @@ async def measure(url: str, world: World, repeat: int) -> dict[str, float]:
         started = time.perf_counter()
         await write(engine, world_events(world))
         print(f"  wrote the {world} world in {time.perf_counter() - started:.1f} s")
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as connection:  # as autovacuum would soon: plans from statistics
+                await connection.execute(text("ANALYZE"))
+                await connection.commit()
         async with engine.connect() as connection:
             return {name: await median_ms(connection, ask, repeat) for name, ask in cases(world).items()}
     finally:
