@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from presence.core.conversations import participants
 from presence.core.events import Event, MessageChanged, MessageSent, ReceiptMarked
 from presence.core.parse import parse_event
+from presence.core.times import format_instant, ms_to_datetime
 from presence.http.app import create_app
 from tests.support import payloads
 from tests.support.api import Api, make_settings
@@ -106,6 +107,50 @@ def unread_histories(draw: st.DrawFn) -> list[Body]:
     return bodies
 
 
+def expected_members(bodies: list[Body]) -> dict[str, dict[str, Any] | None]:
+    """§11 read literally: each conversation's members as ``/members`` lists them; ``None`` where unknown (404)."""
+    events: list[Event] = [parse_event(body) for body in bodies]
+    group = expected_membership(bodies).get(GUID)
+    rows = [
+        {"uid": uid, "joined_at": format_instant(ms_to_datetime(at_ms)), "known_from": "membership"}
+        for uid, at_ms in (group or {"members": {}})["members"].items()
+    ]
+    rows += [
+        {"uid": uid, "joined_at": None, "known_from": "activity"}
+        for uid in active_users(events, GROUP) - membership_named(events, GUID)
+    ]
+    named_pair = any(
+        isinstance(e, ReceiptMarked | MessageChanged) or (isinstance(e, MessageSent) and e.tracked)
+        for e in events
+        if isinstance(e, MessageSent | ReceiptMarked | MessageChanged) and e.conversation_id == PAIR
+    )
+    took_part = any(
+        (isinstance(e, MessageSent) and e.tracked) or isinstance(e, ReceiptMarked)
+        for e in events
+        if isinstance(e, MessageSent | ReceiptMarked) and e.conversation_id == PAIR
+    )
+    pair = [{"uid": uid, "joined_at": None, "known_from": "party"} for uid in ("u1", "u2")] if took_part else []
+    group_known = (
+        group is not None
+        or bool(rows)
+        or any(
+            isinstance(e, MessageChanged) or (isinstance(e, MessageSent) and e.tracked)
+            for e in events
+            if isinstance(e, MessageSent | MessageChanged) and e.conversation_id == GROUP
+        )
+    )
+    return {
+        GROUP: {
+            "members": sorted(rows, key=lambda row: row["uid"]),
+            "members_count": None if group is None else group["members_count"],
+            "next_cursor": None,
+        }
+        if group_known
+        else None,
+        PAIR: {"members": pair, "members_count": None, "next_cursor": None} if named_pair or took_part else None,
+    }
+
+
 def expected_unread(bodies: list[Body]) -> dict[str, dict[str, Any]]:
     """§11 read literally: per user, each conversation with a known message, newest first, and the total."""
     events: list[Event] = [parse_event(body) for body in bodies]
@@ -170,14 +215,14 @@ def expected_unread(bodies: list[Body]) -> dict[str, dict[str, Any]]:
     return answers
 
 
-async def _unread_answers(databases: Databases, waves: list[list[Body]]) -> dict[str, dict[str, Any]]:
+async def _unread_answers(databases: Databases, waves: list[list[Body]]) -> dict[str, dict[str, Any] | None]:
     url = await databases.fresh()
     try:
         async with TestClient(TestServer(create_app(make_settings(url)))) as client:
             api = Api(client)
             for wave in waves:
                 await asyncio.gather(*(api.hook(body) for body in wave))
-            answers = {}
+            answers: dict[str, dict[str, Any] | None] = {}
             for uid in UIDS:
                 rows: list[dict[str, Any]] = []
                 totals = set()
@@ -190,6 +235,9 @@ async def _unread_answers(databases: Databases, waves: list[list[Body]]) -> dict
                     page = await api.get_json(f"/users/{uid}/unread?limit=1&cursor={page['next_cursor']}")
                 assert len(totals) == 1, "every page gives the same total"
                 answers[uid] = {"conversations": rows, "total_unread": totals.pop()}
+            for conversation in (GROUP, PAIR):
+                response = await api.get(f"/conversations/{conversation}/members")
+                answers[conversation] = None if response.status == 404 else await response.json()
             return answers
     finally:
         await databases.drop(url)
@@ -200,8 +248,8 @@ async def _unread_answers(databases: Databases, waves: list[list[Body]]) -> dict
 async def test_any_order_any_repetition_every_unread_count_is_the_direct_count(
     databases: Databases, data: st.DataObject, history: list[Body]
 ) -> None:
-    """§11: unread counts are a function of the stored state: shuffled, repeated, concurrent delivery
-    answers as the direct count over the history does."""
+    """§11: unread counts and members are a function of the stored state: shuffled, repeated, concurrent
+    delivery answers as the direct count over the history does."""
     shuffled = data.draw(deliveries(tuple(history)))
     waves: list[list[Body]] = []
     start = 0
@@ -209,4 +257,4 @@ async def test_any_order_any_repetition_every_unread_count_is_the_direct_count(
         size = data.draw(st.integers(1, 6), label="wave size")
         waves.append(shuffled[start : start + size])
         start += size
-    assert await _unread_answers(databases, waves) == expected_unread(history)
+    assert await _unread_answers(databases, waves) == {**expected_unread(history), **expected_members(history)}
