@@ -217,3 +217,40 @@ async def test_revision_0006_starts_the_change_feed_empty_and_intake_counts_from
     tables = await dump(database_url)
     assert [row[0] for row in tables["change"]] == [1]
     assert tables["change_log"] == [(1, 1, 0)]
+
+
+async def test_revision_0008_backfills_tallies_and_participants_as_intake_would_have(
+    api: Api, database_url: str
+) -> None:
+    """0008: the tallies and participants it derives from the rows stored before it equal intake's.
+
+    (Every party here sent or read: one named only as a receiver appears after a rebuild.)
+    """
+    for body in [
+        payloads.message(1, "alice_user_zed", "zed", receiver="alice"),
+        payloads.message_sent(64, "alice_user_zed", "zed", receiver="alice"),
+        payloads.message_sent(70, "alice_user_zed", "alice", receiver="zed"),
+        payloads.message_deleted(70, "alice_user_zed", "alice", deleted_at=1_700_000_100),
+        payloads.receipt("read", 64, reader="alice", message_sender="zed", at=1_700_000_050, receiver="zed"),
+        payloads.message(4096, "group_team", "bob", receiver="team", receiver_type="group"),
+        payloads.receipt(
+            "read", 4096, reader="carol", message_sender=None, at=1_700_000_060, receiver="team", receiver_type="group"
+        ),
+    ]:
+        await api.hook(body)
+    written_by_intake = await dump(database_url)
+    assert written_by_intake["message_tally"], "the history must leave tallies to backfill"
+    previous = ScriptDirectory.from_config(alembic_config()).get_revision("0008").down_revision
+    assert isinstance(previous, str)
+
+    engine = create_async_engine(database_url)
+    try:
+        await downgrade(engine, previous)
+        assert "message_tally" not in await snapshot(engine)
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+    backfilled = await dump(database_url)
+    for table in ("message_tally", "conversation_participant"):
+        assert backfilled[table] == written_by_intake[table], table

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
+from presence.core.conversations import KnownFrom, participants
 from presence.core.events import (
     ConnectionChanged,
     ConnectionKind,
@@ -280,6 +281,18 @@ class MemberFact:
     joined_at_ms: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ParticipantFact:
+    """A user an event showed taking part in a conversation (contract §11): a party or, in a group, activity.
+
+    Its join is set union: the row exists or it does not, whatever the order and repetition.
+    """
+
+    conversation_id: str
+    uid: str
+    known_from: KnownFrom
+
+
 class Step(Protocol):
     """What a staircase needs of a receipt: which message, when, and when it was received."""
 
@@ -511,6 +524,20 @@ def facts_of_group_receipt(
     return message, GroupReceiptFact(event.conversation_id, event.kind, event.message_id, event.at_ms, received_at_ms)
 
 
+def facts_of_participants(event: MessageSent | ReceiptMarked) -> list[ParticipantFact]:
+    """Who ``event`` shows in its conversation: a tracked message's sender, a receipt's reader and sender."""
+    if isinstance(event, MessageSent):
+        named: tuple[str | None, ...] = (event.sender,) if event.tracked else ()
+    else:
+        named = (event.reader, event.message_sender)
+    if not named:
+        return []
+    return [
+        ParticipantFact(event.conversation_id, uid, known_from)
+        for uid, known_from in participants(event.conversation_id, named)
+    ]
+
+
 def facts_of_membership(event: MembershipChanged) -> tuple[GroupFact, list[MemberFact]]:
     key = order_key(event)
     group = GroupFact(
@@ -542,6 +569,7 @@ class Changes:
     group_flags: dict[tuple[str, str, int], GroupReceiptFlag] = field(default_factory=dict)
     groups: dict[str, GroupFact] = field(default_factory=dict)
     members: dict[tuple[str, str], MemberFact] = field(default_factory=dict)
+    participants: dict[tuple[str, str], ParticipantFact] = field(default_factory=dict)
 
     def add(self, event: Event, received_at_ms: int) -> None:
         """Join in the facts of ``event``, which the service received at ``received_at_ms``."""
@@ -554,12 +582,14 @@ class Changes:
             message = fact_of_message(event, received_at_ms)
             if message is not None:
                 self._add_message(message)
+            self._add_participants(event)
         elif isinstance(event, ReceiptMarked):
             message, receipt, watermarks = facts_of_receipt(event, received_at_ms)
             self._add_message(message)
             self._add_receipt(receipt)
             for watermark in watermarks:
                 self._add_watermark(watermark)
+            self._add_participants(event)
         elif isinstance(event, MessageChanged):
             self._add_message(fact_of_change(event, received_at_ms))
         elif isinstance(event, GroupReceiptMarked):
@@ -573,6 +603,10 @@ class Changes:
                 self._add_member(member)
         elif isinstance(event, PresenceReconciled):
             self._add_user(fact_of_reconcile(event))
+
+    def _add_participants(self, event: MessageSent | ReceiptMarked) -> None:
+        for fact in facts_of_participants(event):
+            self.participants[(fact.conversation_id, fact.uid)] = fact
 
     def _add_user(self, fact: UserFact) -> None:
         current = self.users.get(fact.uid)

@@ -144,6 +144,12 @@ class Message(Base):
     """A message named by an ``after_message`` or a receipt. Never its content."""
 
     __tablename__ = "message"
+    __table_args__ = (
+        # A conversation's messages by id: the rows next to a watermark an unread count reads, the last one.
+        Index(None, "conversation_id", "id"),
+        # The first message sent at or after a member joined a group.
+        Index(None, "conversation_id", "sent_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     claim: Mapped[bytes] = mapped_column(LargeBinary)
@@ -267,6 +273,38 @@ class GroupMember(Base):
     joined_at: Mapped[datetime | None] = mapped_column(Instant())
 
 
+class ConversationParticipant(Base):
+    """A user an event showed in a conversation; see ``facts.ParticipantFact``."""
+
+    __tablename__ = "conversation_participant"
+    __table_args__ = (
+        CheckConstraint("known_from IN ('party', 'activity')", name="known_from"),
+        Index(None, "uid"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    known_from: Mapped[str] = mapped_column(String(16))
+
+
+class MessageTally(Base):
+    """How many unread candidates (known, not deleted) a block of a conversation's message ids holds.
+
+    Per sender, and over all senders with ``sender`` empty; ``presence.core.conversations`` says
+    what the levels and blocks are. Kept by triggers on ``message`` (migration 0008), so every
+    writer of messages (intake, retention, a rebuild) keeps it: it is a function of the
+    ``message`` rows, with no row for an empty block. Not state: a rebuild rederives it.
+    """
+
+    __tablename__ = "message_tally"
+
+    conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
+    sender: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 class Change(Base):
     """One change of what the query API answers (contract §9), in commit order.
 
@@ -341,6 +379,7 @@ STATE_MODELS: tuple[type[Base], ...] = (
     Message,
     GroupMember,
     ChatGroup,
+    ConversationParticipant,
     UserSession,
     UserPresence,
 )

@@ -45,6 +45,7 @@ from presence.core.facts import (
     GroupReceiptFact,
     MemberFact,
     MessageFact,
+    ParticipantFact,
     ReceiptFact,
     SessionFact,
     UserFact,
@@ -57,6 +58,7 @@ from presence.db.models import (
     CHECKPOINT_TABLES,
     Base,
     ChatGroup,
+    ConversationParticipant,
     GroupMember,
     GroupReceipt,
     GroupReceiptFlag,
@@ -124,6 +126,7 @@ class Writer:
         self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect)
         self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect)
         self._member = CompiledUpsert(_member_upsert(backend, table(GroupMember)), dialect)
+        self._participant = CompiledUpsert(_participant_upsert(backend, table(ConversationParticipant)), dialect)
         self._recording = None if checkpoint else Recording(dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
@@ -223,6 +226,9 @@ class Writer:
         if changes.members:
             members = (changes.members[k] for k in sorted(changes.members))
             steps.append(self._of(self._member, (_member_row(f, optional) for f in members)))
+        if changes.participants:
+            participants = (changes.participants[k] for k in sorted(changes.participants))
+            steps.append(self._of(self._participant, (_participant_row(f) for f in participants)))
         return steps
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
@@ -463,6 +469,13 @@ def _member_upsert(dialect: Dialect, table: Table) -> Insert:
     )
 
 
+def _participant_upsert(dialect: Dialect, table: Table) -> Insert:
+    """``facts.ParticipantFact``'s join, set union: a row already there is left as it is."""
+    return dialect.insert(table).on_conflict_do_nothing(  # type: ignore[no-any-return]
+        index_elements=[table.c.conversation_id, table.c.uid]
+    )
+
+
 def _watermark_upsert(dialect: Dialect, table: Table) -> Insert:
     row = table.c
     statement = dialect.insert(table)
@@ -566,3 +579,7 @@ def _member_row(fact: MemberFact, optional: Callable[[int | None], Any]) -> dict
         "member": fact.member,
         "joined_at": optional(fact.joined_at_ms),
     }
+
+
+def _participant_row(fact: ParticipantFact) -> dict[str, Any]:
+    return {"conversation_id": fact.conversation_id, "uid": fact.uid, "known_from": fact.known_from}

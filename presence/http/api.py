@@ -11,9 +11,10 @@ from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 
+from presence.core.conversations import is_group
 from presence.core.events import MAX_CONVERSATION_LENGTH, is_storable_id, parse_message_id
 from presence.core.times import datetime_to_ms, ms_to_datetime
-from presence.db import changes, reads
+from presence.db import changes, conversations, reads
 from presence.http.cursors import InvalidCursor, decode_cursor, encode_cursor
 from presence.http.errors import ApiError
 from presence.http.keys import CURSOR_KEY, ENGINE, LOOKUPS, SETTINGS
@@ -22,11 +23,14 @@ from presence.http.responses import (
     SessionPage,
     UserPage,
     change_page_answer,
+    group_receipts_answer,
     json_answer,
+    members_answer,
     presence_answer,
     receipts_answer,
     sessions_answer,
     stats_answer,
+    unread_answer,
     watermarks_answer,
 )
 
@@ -122,7 +126,11 @@ async def get_message_receipts(request: web.Request) -> web.Response:
         message = await request.app[LOOKUPS].receipts(message_id)
     if message is None:
         raise ApiError(404, "not_found", f"no message or receipt has named message {quoted(raw_id)}")
-    return json_answer(receipts_answer(message))
+    if not is_group(message.conversation_id):
+        return json_answer(receipts_answer(message))
+    async with request.app[ENGINE].connect() as connection:
+        unread = await conversations.unread_by(connection, message.message_id, message.conversation_id, message.sender)
+    return json_answer(group_receipts_answer(message, unread))
 
 
 async def get_conversation_receipts(request: web.Request) -> web.Response:
@@ -135,6 +143,50 @@ async def get_conversation_receipts(request: web.Request) -> web.Response:
     if readers is None:
         raise ApiError(404, "not_found", f"no message or receipt has named conversation {quoted(conversation_id)}")
     return json_answer(watermarks_answer(conversation_id, readers))
+
+
+async def get_members(request: web.Request) -> web.Response:
+    """``GET /conversations/{conversation_id}/members?limit=&cursor=``: members in uid order, a page at a time."""
+    conversation_id = request.match_info["conversation_id"]
+    limit = _limit(request)
+    scope = {"list": "members", "conversation_id": conversation_id}
+    after = _cursor(request, scope, lambda position: _typed(position, (str,))[0])
+    found = None
+    if is_storable_id(conversation_id, MAX_CONVERSATION_LENGTH):
+        async with request.app[ENGINE].connect() as connection:
+            found = await conversations.members_of(connection, conversation_id, after=after, limit=limit + 1)
+    if found is None:
+        raise ApiError(
+            404,
+            "not_found",
+            f"no message, receipt or membership event has named conversation {quoted(conversation_id)}",
+        )
+    page, more = found.members[:limit], len(found.members) > limit
+    next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [page[-1].uid]) if more else None
+    return json_answer(members_answer(conversations.Members(page, found.members_count), next_cursor))
+
+
+async def get_unread(request: web.Request) -> web.Response:
+    """``GET /users/{uid}/unread?limit=&cursor=``: the user's conversations, newest first, with unread counts."""
+    uid = request.match_info["uid"]
+    limit = _limit(request)
+    scope = {"list": "unread", "uid": uid}
+
+    def position(raw: list[Any]) -> tuple[int, str]:
+        last_id, conversation_id = _typed(raw, (int, str))
+        return last_id, conversation_id
+
+    before = _cursor(request, scope, position)
+    page = conversations.UnreadPage(conversations=[], total_unread=0)
+    if is_storable_id(uid):
+        async with request.app[ENGINE].connect() as connection:
+            page = await conversations.unread_of(connection, uid, before=before, limit=limit + 1)
+    shown, more = page.conversations[:limit], len(page.conversations) > limit
+    next_cursor = None
+    if more:
+        last = shown[-1]
+        next_cursor = encode_cursor(request.app[CURSOR_KEY], scope, [last.last_message_id, last.conversation_id])
+    return json_answer(unread_answer(conversations.UnreadPage(shown, page.total_unread), next_cursor))
 
 
 async def get_changes(request: web.Request) -> web.Response:

@@ -41,7 +41,10 @@ SHAPES: Final = (
     responses.UserPage,
     responses.SessionPage,
     responses.MessageReceipts,
+    responses.GroupMessageReceipts,
     responses.ConversationReceipts,
+    responses.MemberPage,
+    responses.UnreadPage,
     responses.Stats,
     responses.ChangePage,
     responses.HookAck,
@@ -133,6 +136,19 @@ def _paths() -> dict[str, Any]:
                 not_found="No connection event has named this uid.",
             )
         },
+        "/users/{uid}/unread": {
+            "get": _query(
+                "getUnread",
+                "A user's conversations with unread counts, newest conversation first, a page at a time.",
+                _answer(responses.UnreadPage, "A page of the user's conversations, and the unread total."),
+                parameters=[
+                    _path_parameter("uid", "The CometChat uid.", EXAMPLE_UID),
+                    _limit_parameter(),
+                    _cursor_parameter(),
+                ],
+                bad_parameter=True,
+            )
+        },
         "/users": {
             "get": _query(
                 "listUsers",
@@ -166,7 +182,10 @@ def _paths() -> dict[str, Any]:
             "get": _query(
                 "getMessageReceipts",
                 "Who has received and read a message (receipts are watermarks).",
-                _answer(responses.MessageReceipts, "The message's readers and their times."),
+                _json_response(
+                    "The message's readers and their times; for a group message, also who has not read it.",
+                    {"anyOf": [_ref("MessageReceipts"), _ref("GroupMessageReceipts")]},
+                ),
                 parameters=[
                     _path_parameter("message_id", "CometChat's message id, a whole number.", EXAMPLE_MESSAGE_ID)
                 ],
@@ -186,6 +205,25 @@ def _paths() -> dict[str, Any]:
                     )
                 ],
                 not_found="No message or receipt has named this conversation.",
+            )
+        },
+        "/conversations/{conversation_id}/members": {
+            "get": _query(
+                "getMembers",
+                "A conversation's members (one-to-one parties; a group's members by membership events and"
+                " activity) in uid order, a page at a time.",
+                _answer(responses.MemberPage, "A page of the conversation's members, and CometChat's count."),
+                parameters=[
+                    _path_parameter(
+                        "conversation_id",
+                        "CometChat's conversation id (`a_user_b` or `group_<guid>`).",
+                        EXAMPLE_CONVERSATION_ID,
+                    ),
+                    _limit_parameter(),
+                    _cursor_parameter(),
+                ],
+                bad_parameter=True,
+                not_found="No message, receipt or membership event has named this conversation.",
             )
         },
         "/stats": {

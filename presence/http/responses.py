@@ -21,7 +21,7 @@ from msgspec import Meta
 
 from presence.core.facts import order_key_ms
 from presence.core.times import format_instant, ms_to_datetime
-from presence.db import reads
+from presence.db import conversations, reads
 
 #: How every time in every answer is written: ISO 8601, UTC, milliseconds, ``Z`` (contract §3).
 INSTANT_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
@@ -145,6 +145,25 @@ class MessageReceipts(Shape, frozen=True):
     read_by_all_at: Instant | None
 
 
+class GroupMessageReceipts(MessageReceipts, frozen=True):
+    """A group message's readers, and who among the group's known members has not read it (contract §11)."""
+
+    members_count: Annotated[
+        Count | None, Meta(description="CometChat's own count, from the newest group event; `null` when none gave it.")
+    ]
+    unread_by: Annotated[
+        list[str],
+        Meta(
+            description="Known members (membership events, activity) who have not read the message, by uid, at most"
+            " 100: never its sender, nor one who joined after it was sent; nobody when the message is deleted or"
+            " not known from an `after_message` / `message_sent`."
+        ),
+    ]
+    unread_by_truncated: Annotated[
+        bool, Meta(description="More than 100 have not read it; `unread_by` is the first 100.")
+    ]
+
+
 class ReaderWatermark(Shape, frozen=True):
     """The highest message id a reader has delivered and read in a conversation, and when."""
 
@@ -160,6 +179,50 @@ class ConversationReceipts(Shape, frozen=True):
 
     conversation_id: str
     readers: list[ReaderWatermark]
+
+
+class Member(Shape, frozen=True):
+    """A member of a conversation, and how the service knows it."""
+
+    uid: str
+    joined_at: Annotated[
+        Instant | None, Meta(description="When the membership event that made the user a member happened; else `null`.")
+    ]
+    known_from: Annotated[
+        Literal["membership", "party", "activity"],
+        Meta(
+            description="`membership`: a group membership event; `party`: one of a one-to-one conversation's two"
+            " users; `activity`: sent a message or a receipt in the group, no membership event seen."
+        ),
+    ]
+
+
+class MemberPage(Shape, frozen=True):
+    """A page of a conversation's members in uid order."""
+
+    members: list[Member]
+    members_count: Annotated[
+        Count | None,
+        Meta(description="CometChat's own count, from the newest group event; `null` for a one-to-one conversation."),
+    ]
+    next_cursor: NextCursor
+
+
+class ConversationUnread(Shape, frozen=True):
+    """How many messages of a conversation the user has not read."""
+
+    conversation_id: str
+    unread_count: Count
+    last_message_id: Annotated[MessageId, Meta(description="The newest message the service knows in it.")]
+    read_up_to: Annotated[MessageId | None, Meta(description="The user's read watermark there; `null`: none.")]
+
+
+class UnreadPage(Shape, frozen=True):
+    """A page of a user's conversations, newest first, and the unread total over all of them."""
+
+    conversations: list[ConversationUnread]
+    total_unread: Annotated[Count, Meta(description="Over every conversation of the user, not only this page.")]
+    next_cursor: NextCursor
 
 
 class Stats(Shape, frozen=True):
@@ -350,6 +413,42 @@ def receipts_answer(message: reads.MessageReceipts) -> MessageReceipts:
         delivered_to_all_at=format_instant(message.delivered_to_all_at),
         read_by_all=message.read_by_all,
         read_by_all_at=format_instant(message.read_by_all_at),
+    )
+
+
+def group_receipts_answer(message: reads.MessageReceipts, unread: conversations.UnreadBy) -> GroupMessageReceipts:
+    plain = receipts_answer(message)
+    return GroupMessageReceipts(
+        **{name: getattr(plain, name) for name in plain.__struct_fields__},
+        members_count=unread.members_count,
+        unread_by=unread.uids,
+        unread_by_truncated=unread.truncated,
+    )
+
+
+def members_answer(found: conversations.Members, next_cursor: str | None) -> MemberPage:
+    return MemberPage(
+        members=[
+            Member(uid=m.uid, joined_at=format_instant(m.joined_at), known_from=m.known_from) for m in found.members
+        ],
+        members_count=found.members_count,
+        next_cursor=next_cursor,
+    )
+
+
+def unread_answer(page: conversations.UnreadPage, next_cursor: str | None) -> UnreadPage:
+    return UnreadPage(
+        conversations=[
+            ConversationUnread(
+                conversation_id=c.conversation_id,
+                unread_count=c.unread_count,
+                last_message_id=str(c.last_message_id),
+                read_up_to=None if c.read_up_to is None else str(c.read_up_to),
+            )
+            for c in page.conversations
+        ],
+        total_unread=page.total_unread,
+        next_cursor=next_cursor,
     )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, MetaData, Table, and_, delete, exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from presence.db.conversations import recount_tallies, suspend_tallies
 from presence.db.driver import execute
 from presence.db.models import CHECKPOINT_TABLES, STATE_MODELS, InboxEvent, table_of
 from presence.db.writes import Writer
@@ -68,6 +69,7 @@ async def rebuild(
     async with engine.begin() as connection:
         total = (await connection.execute(select(func.count()).select_from(inbox))).scalar_one()
         remembered = await _remember_keys(connection)
+        await suspend_tallies(connection)
         for model in STATE_MODELS:
             await connection.execute(delete(table_of(model)))
         from_checkpoint = 0
@@ -92,6 +94,7 @@ async def rebuild(
             last_id = rows[-1].id
             if progress is not None:
                 progress(replayed, total)
+        await recount_tallies(connection)
         lost = await _lost_keys(connection, remembered)
         if lost and not accept_loss:
             raise RebuildWouldLose(lost)  # leaving the block rolls everything back

@@ -152,7 +152,10 @@ def _group_aggregate(
     return bool(covering), min((t for t in times if t is not None), default=None)
 
 
-def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
+def expected_receipts(
+    bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...], *, unread_by: bool = True
+) -> dict[str, dict[str, Any]]:
+    """§4 and §8 for every message named; with ``unread_by``, §11's additions to a group message's."""
     events = [parse_event(b) for b in bodies]
     sent = {e.message_id: e for e in events if isinstance(e, MessageSent) and e.tracked}
     receipts = [e for e in events if isinstance(e, ReceiptMarked)]
@@ -209,7 +212,68 @@ def expected_receipts(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...])
             "read_by_all": read_by_all,
             "read_by_all_at": _iso(read_by_all_at),
         }
+        if unread_by and conversation.startswith("group_"):
+            answers[str(message_id)].update(_unread_by(events, bodies, message_id, conversation, sender))
     return answers
+
+
+def _unread_by(
+    events: list[Event],
+    bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...],
+    message_id: int,
+    conversation: str,
+    sender: str | None,
+) -> dict[str, Any]:
+    """§11: a group message's ``members_count`` and the known members who have not read it.
+
+    Members: those the membership events leave in the group, and anyone who sent a message or a
+    receipt in it whom no membership event names. Nobody has a message unread that no
+    ``after_message`` sent or that was deleted, nor one sent before they joined, nor their own.
+    """
+    guid = conversation.removeprefix("group_")
+    group = expected_membership(bodies).get(guid, {"members": {}, "members_count": None})
+    members: dict[str, int | None] = dict(group["members"])
+    for uid in active_users(events, conversation) - membership_named(events, guid):
+        members[uid] = None
+    sent = [e for e in events if isinstance(e, MessageSent) and e.tracked and e.message_id == message_id]
+    deleted = any(isinstance(e, MessageChanged) and e.message_id == message_id and e.kind == "deleted" for e in events)
+    unread: list[str] = []
+    if sent and not deleted:
+        sent_at = max((e.sent_at_ms for e in sent if e.sent_at_ms is not None), default=None)
+        readers = {
+            e.reader
+            for e in events
+            if isinstance(e, ReceiptMarked)
+            and e.conversation_id == conversation
+            and e.kind == "read"
+            and e.message_id >= message_id
+        }
+        unread = sorted(
+            uid
+            for uid, joined_at in members.items()
+            if uid != sender and uid not in readers and (joined_at is None or sent_at is None or joined_at <= sent_at)
+        )
+    return {
+        "members_count": group["members_count"],
+        "unread_by": unread[:100],
+        "unread_by_truncated": len(unread) > 100,
+    }
+
+
+def active_users(events: list[Event], conversation: str) -> set[str]:
+    """§11 activity: who sent a message (an ``after_message``, or as a receipt names it) or a receipt there."""
+    found: set[str | None] = set()
+    for e in events:
+        if isinstance(e, MessageSent) and e.tracked and e.conversation_id == conversation:
+            found.add(e.sender)
+        elif isinstance(e, ReceiptMarked) and e.conversation_id == conversation:
+            found |= {e.reader, e.message_sender}
+    return {uid for uid in found if uid}
+
+
+def membership_named(events: list[Event], guid: str) -> set[str]:
+    """Every uid a membership event of the group named: for them, membership decides, not activity."""
+    return {uid for e in events if isinstance(e, MembershipChanged) and e.guid == guid for uid in e.members}
 
 
 def expected_watermarks(bodies: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]:
