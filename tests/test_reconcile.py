@@ -408,6 +408,48 @@ async def test_the_ttl_at_its_boundary(api: Api, database_url: str) -> None:
     assert await state_tables(database_url) == stored
 
 
+async def test_with_a_ttl_a_user_left_with_no_live_session_is_offline_expired_however_recent_its_status(
+    api: Api, database_url: str
+) -> None:
+    """§10: a session with no signal newer than the TTL is no longer live; a user left with none answers
+    offline, ``expired``, even when its newest event (here another session's disconnection) is recent."""
+    await api.hook(_online("u1", T0, session="old"))
+    await api.hook(_online("u1", T0 + 1_000, session="short"))
+    await api.hook(
+        payloads.connection(
+            "u1",
+            "disconnected",
+            T0 + 300_000,
+            payloads.device("short", connected_at=T0 + 1_000),
+            status="online",  # still connected elsewhere, as CometChat says; no snapshot names "old" again
+        )
+    )
+    engine = create_engine(make_settings(database_url))
+    try:
+        async with engine.connect() as connection:
+            for now_ms, expected in [
+                (T0 + TTL_MS, ("online", "webhook", 1)),
+                (T0 + TTL_MS + 1, ("offline", "expired", 0)),
+            ]:
+                floor = reads.ttl_floor(TTL, ms_to_datetime(now_ms))
+                (presence,) = await reads.list_users(
+                    connection, status=None, platform=None, after=None, limit=5, floor=floor
+                )
+                assert (presence.status, presence.status_source, len(presence.connections)) == expected
+                by_status = {
+                    status: len(
+                        await reads.list_users(
+                            connection, status=status, platform=None, after=None, limit=5, floor=floor
+                        )
+                    )
+                    for status in ("online", "offline")
+                }
+                assert by_status == {expected[0]: 1, "offline" if expected[0] == "online" else "online": 0}
+                assert (await reads.stats(connection, floor)).users_online == (expected[0] == "online")
+    finally:
+        await engine.dispose()
+
+
 async def test_the_ttl_through_the_api(settings: Settings) -> None:
     """With a TTL, an old connection answers offline (``expired``) everywhere a presence is shown; a fresh one
     online; without a TTL, the old one stays online, as its webhooks left it."""

@@ -89,15 +89,19 @@ def is_fresh(key: bytes, floor: bytes | None) -> bool:
     return floor is None or key >= floor
 
 
-def answered_status(status: str, source: str, status_key: bytes, floor: bytes | None) -> tuple[str, str]:
+def answered_status(
+    status: str, source: str, status_key: bytes, floor: bytes | None, *, live: int = 0, fresh: int = 0
+) -> tuple[str, str]:
     """The status and its source as read at a moment whose TTL floor is ``floor`` (contract §10).
 
-    A user whose newest event is older than the TTL has no fresh session either (every event
-    of a user is joined into its status key, so its sessions' keys are no newer): an ``online``
-    status then answers ``offline``, source ``expired``. Derived at read time from the stored
-    keys and the clock, so delivery order still cannot matter; no row is rewritten.
+    ``live``: how many live sessions the stored state holds; ``fresh``: how many of them have a
+    signal at or above the floor. An ``online`` status answers ``offline``, source ``expired``,
+    when the user is left with no live session (it had some, none is fresh), or when its newest
+    event of any kind is older than the TTL (a status that no session stands for, such as a
+    reconciliation's ``online``, lasts a TTL after it). Derived at read time from the stored keys
+    and the clock, so delivery order still cannot matter; no row is rewritten.
     """
-    if status == "online" and not is_fresh(status_key, floor):
+    if status == "online" and (not is_fresh(status_key, floor) or (floor is not None and live and not fresh)):
         return "offline", "expired"
     return status, source
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from presence.core.facts import NO_KEY, answered_status, expiry_floor, is_fresh
 from presence.db.models import (
@@ -87,8 +88,15 @@ def as_of(presence: Presence, floor: bytes | None) -> Presence:
     """
     if floor is None:
         return presence
-    status, source = answered_status(presence.status, presence.status_source, presence.status_key, floor)
     live = tuple(c for c in presence.connections if is_fresh(c.signal_key, floor))
+    status, source = answered_status(
+        presence.status,
+        presence.status_source,
+        presence.status_key,
+        floor,
+        live=len(presence.connections),
+        fresh=len(live),
+    )
     return replace(presence, status=status, status_source=source, connections=live)
 
 
@@ -215,9 +223,15 @@ def _answered_as(status: str, floor: bytes | None) -> ColumnElement[bool]:
     """The users whose status answers ``status`` under the TTL's ``floor`` (``facts.answered_status`` in SQL)."""
     if floor is None:
         return UserPresence.status == status
+    # Of the user row's live sessions, through an alias: the outer query may join user_session itself.
+    session = aliased(UserSession)
+    live = and_(
+        session.uid == UserPresence.uid, session.live == true(), session.signal_key >= UserPresence.snapshot_key
+    )
+    left_with_none = and_(exists().where(live), ~exists().where(live, session.signal_key >= floor))
+    expired = and_(UserPresence.status == "online", or_(UserPresence.status_key < floor, left_with_none))
     if status == "online":
-        return and_(UserPresence.status == "online", UserPresence.status_key >= floor)
-    expired = and_(UserPresence.status == "online", UserPresence.status_key < floor)
+        return and_(UserPresence.status == "online", ~expired)
     return or_(UserPresence.status == status, expired) if status == "offline" else UserPresence.status == status
 
 

@@ -81,7 +81,8 @@ class Presence(Shape, frozen=True):
         Literal["webhook", "reconcile", "expired"],
         Meta(
             description="Which kind of event decided `status`: a CometChat webhook, a reconciliation pass against"
-            " CometChat's REST API, or none newer than `PRESENCE_CONNECTION_TTL` (the status then reads `offline`)."
+            " CometChat's REST API, or `expired`: with `PRESENCE_CONNECTION_TTL`, the user is left with no session"
+            " signalled within it, or has no event within it (the status then reads `offline`)."
         ),
     ]
 
