@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 
 from presence.db.changes import ChangeFilter, NewChange, changes_after
+from presence.db.engine import create_engine
 from presence.db.notifications import listen_forever
 from presence.http.keys import HUB
 from presence.http.stream import BACKLOG_PAGE
@@ -526,6 +527,26 @@ async def test_the_tail_reads_on_a_new_connection_when_its_own_is_lost(postgres_
             assert [event.seq for event in await events.until(second)] == [second]
     finally:
         await postgres_databases.drop(url)
+
+
+async def test_stopping_the_hub_waits_for_a_tail_that_stopped_by_itself_to_give_its_connection_back(
+    database_url: str,
+) -> None:
+    """The last stream leaves, so the tail stops and closes its connection; the hub's close, right after
+    (the app stopping), must wait for that, or the engine is disposed with the connection still out."""
+    engine = create_engine(make_settings(database_url))
+    try:
+        hub = ChangeHub(engine, queue_limit=10, listen=False)
+        subscription = await hub.subscribe(ChangeFilter())
+        while hub._connection is None:  # noqa: ASYNC110 - the tail has its connection once it has read
+            await asyncio.sleep(0.01)
+        hub.unsubscribe(subscription)
+        while hub._tail is not None:  # noqa: ASYNC110 - it found nobody left: its connection is closing now
+            await asyncio.sleep(0)
+        await hub.close()
+        assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
 
 
 # --- the subscription's bound ---------------------------------------------------------------------

@@ -152,6 +152,8 @@ class ChangeHub:
         self._listener: asyncio.Task[None] | None = None
         #: The tail's connection while it runs.
         self._connection: AsyncConnection | None = None
+        #: Tails that found nobody left and are closing their connection.
+        self._ending: set[asyncio.Task[None]] = set()
         self._closed = False
 
     @property
@@ -235,6 +237,8 @@ class ChangeHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # A tail that stopped by itself may still be closing its connection: the engine is disposed next.
+        await asyncio.gather(*self._ending, return_exceptions=True)
 
     async def _run(self) -> None:
         failing = False
@@ -247,6 +251,11 @@ class ChangeHub:
                     listener, self._listener, self._tail, self._position = self._listener, None, None, None
                     if listener is not None:
                         listener.cancel()
+                    # Still closing its connection below: stopping the hub waits for that too.
+                    ending = asyncio.current_task()
+                    if ending is not None:
+                        self._ending.add(ending)
+                        ending.add_done_callback(self._ending.discard)
                     return
                 self._woken.clear()
                 failing = await self._read_logged(failing)
