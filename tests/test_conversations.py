@@ -177,6 +177,44 @@ async def test_unread_by_stops_at_100_and_says_so(api: Api) -> None:
     assert (len(answer["unread_by"]), answer["unread_by"][-1], answer["unread_by_truncated"]) == (100, "m100", False)
 
 
+async def test_who_has_not_read_is_the_same_whether_the_receipt_or_the_membership_came_first(api: Api) -> None:
+    """§11 through ``read_through`` (migration 0009's triggers): a member row written after its read
+    watermark takes it, a watermark written after the member row moves it; order cannot matter."""
+    message = 50
+    for guid, receipt_first in (("early", True), ("late", False)):
+        sent = payloads.message_sent(
+            message, f"group_{guid}", "erin", receiver=guid, receiver_type="group", sent_at=T0 + 1
+        )
+        joined = payloads.membership("group_member_added", guid, ["bob", "carol", "dave"], updated_at=T0)
+        read = payloads.receipt(
+            "read", message, reader="carol", message_sender=None, at=T0 + 2, receiver=guid, receiver_type="group"
+        )
+        for body in [sent, read, joined] if receipt_first else [sent, joined, read]:
+            await api.hook(body)
+        answer = await api.receipts(str(message))
+        assert answer is not None
+        assert (answer["unread_by"], answer["unread_by_truncated"]) == (["bob", "dave"], False), guid
+        message += 1
+
+
+async def test_unread_by_among_many_who_have_not_read_is_the_first_100_by_uid(api: Api) -> None:
+    """More than 1000 members unread (the walk in uid order, not the index range): the first 100."""
+    crowd = [f"m{n:04}" for n in range(1200)]
+    await api.hook(payloads.membership("group_member_added", "huge", crowd, updated_at=T0, members_count=1200))
+    await api.hook(
+        payloads.message_sent(1, "group_huge", "m0000", receiver="huge", receiver_type="group", sent_at=T0 + 1)
+    )
+    await api.hook(
+        payloads.receipt(
+            "read", 1, reader="m0001", message_sender=None, at=T0 + 2, receiver="huge", receiver_type="group"
+        )
+    )
+    answer = await api.receipts("1")
+    assert answer is not None
+    assert answer["unread_by"] == crowd[2:102]
+    assert answer["unread_by_truncated"] is True
+
+
 async def test_messages_past_receipt_retention_no_longer_count(
     world: Api, database_url: str, settings: Settings
 ) -> None:

@@ -254,3 +254,40 @@ async def test_revision_0008_backfills_tallies_and_participants_as_intake_would_
     backfilled = await dump(database_url)
     for table in ("message_tally", "conversation_participant"):
         assert backfilled[table] == written_by_intake[table], table
+
+
+async def test_revision_0009_fills_read_through_as_its_triggers_keep_it(api: Api, database_url: str) -> None:
+    """0009: each member's and participant's read_through is its read watermark (or -1), whether the
+    triggers kept it through intake (a member row before or after its watermark) or the upgrade filled it."""
+    for body in [
+        payloads.receipt(
+            "read", 4096, reader="carol", message_sender=None, at=1_700_000_060, receiver="team", receiver_type="group"
+        ),
+        payloads.membership("group_member_joined", "team", ["bob", "carol", "dave"], updated_at=1_700_000_000),
+        payloads.message(4096, "group_team", "erin", receiver="team", receiver_type="group"),
+        payloads.message(4097, "group_team", "erin", receiver="team", receiver_type="group"),
+        payloads.receipt(
+            "read", 4097, reader="erin", message_sender=None, at=1_700_000_070, receiver="team", receiver_type="group"
+        ),
+        payloads.receipt(
+            "read", 4097, reader="bob", message_sender=None, at=1_700_000_080, receiver="team", receiver_type="group"
+        ),
+    ]:
+        await api.hook(body)
+    written_by_intake = await dump(database_url)
+    read_through = {(row[1], row[-1]) for row in written_by_intake["group_member"]}
+    assert read_through == {("bob", 4097), ("carol", 4096), ("dave", -1)}
+    participants = {(row[1], row[-1]) for row in written_by_intake["conversation_participant"]}
+    assert ("erin", 4097) in participants
+
+    engine = create_async_engine(database_url)
+    try:
+        await downgrade(engine, "0008")
+        assert "read_through" not in {c[0] for c in (await snapshot(engine))["group_member"]["columns"]}
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+    backfilled = await dump(database_url)
+    for table in ("group_member", "conversation_participant"):
+        assert backfilled[table] == written_by_intake[table], table

@@ -264,13 +264,16 @@ class GroupMember(Base):
     """The newest membership event about one user in one group; see ``facts.MemberFact``."""
 
     __tablename__ = "group_member"
-    __table_args__ = (Index(None, "uid"),)
+    __table_args__ = (Index(None, "uid"), Index("ix_group_member_guid_read_through", "guid", "read_through"))
 
     guid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     key: Mapped[bytes] = mapped_column(LargeBinary(32))
     member: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="member"))
     joined_at: Mapped[datetime | None] = mapped_column(Instant())
+    #: The member's read watermark in the group's conversation, ``-1`` without one: kept by
+    #: triggers (migration 0009), never written by the service. ``unread_by`` reads it as a range.
+    read_through: Mapped[int] = mapped_column(BigInteger, server_default=text("-1"))
 
 
 class ConversationParticipant(Base):
@@ -280,11 +283,14 @@ class ConversationParticipant(Base):
     __table_args__ = (
         CheckConstraint("known_from IN ('party', 'activity')", name="known_from"),
         Index(None, "uid"),
+        Index("ix_conversation_participant_conversation_id_read_through", "conversation_id", "read_through"),
     )
 
     conversation_id: Mapped[str] = mapped_column(identifier(MAX_CONVERSATION_LENGTH), primary_key=True)
     uid: Mapped[str] = mapped_column(identifier(MAX_ID_LENGTH), primary_key=True)
     known_from: Mapped[str] = mapped_column(String(16))
+    #: As ``GroupMember.read_through``: the participant's read watermark, ``-1`` without one (triggers).
+    read_through: Mapped[int] = mapped_column(BigInteger, server_default=text("-1"))
 
 
 class MessageTally(Base):

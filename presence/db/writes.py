@@ -125,8 +125,15 @@ class Writer:
         self._group_receipt = CompiledUpsert(_receipt_insert(backend, table(GroupReceipt)), dialect)
         self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect)
         self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect)
-        self._member = CompiledUpsert(_member_upsert(backend, table(GroupMember)), dialect)
-        self._participant = CompiledUpsert(_participant_upsert(backend, table(ConversationParticipant)), dialect)
+        # read_through is the triggers' (migration 0009): never among the columns written.
+        self._member = CompiledUpsert(
+            _member_upsert(backend, table(GroupMember)), dialect, ("guid", "uid", "key", "member", "joined_at")
+        )
+        self._participant = CompiledUpsert(
+            _participant_upsert(backend, table(ConversationParticipant)),
+            dialect,
+            ("conversation_id", "uid", "known_from"),
+        )
         self._recording = None if checkpoint else Recording(dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
