@@ -182,6 +182,18 @@ async def test_a_listing_of_several_pages_is_walked_to_its_end(app: Client, come
         assert (await api.presence(uid) or {})["status"] == "online"
 
 
+async def test_a_page_of_a_thousand_users_is_read_whole(app: Client, cometchat: CometChatStandIn) -> None:
+    """A full page (about 300 kB here) comes in many chunks: the pass reads each answer to its end."""
+    listed = [f"crowd-{i:04}" for i in range(1500)]
+    cometchat.online(*listed)
+
+    summary = await _pass(app, per_page=1000)
+
+    assert len(cometchat.listings()) == 2
+    assert (summary.checked, summary.corrected_online, summary.errors) == (1500, 1500, 0)
+    assert (await Api(app).presence("crowd-1499") or {})["status"] == "online"
+
+
 async def test_a_429_is_waited_out_as_its_retry_after_says(app: Client, cometchat: CometChatStandIn) -> None:
     api = Api(app)
     await api.hook(_online("u1", T0))

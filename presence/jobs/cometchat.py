@@ -183,13 +183,28 @@ class CometChat:
         async with self._session.get(
             self._base + path, params=params, headers=self._headers, allow_redirects=False
         ) as response:
-            body = await response.content.read(MAX_ANSWER_BYTES)
+            body = await _read_at_most(response.content, MAX_ANSWER_BYTES)
             return response.status, _retry_after(response.headers.get("Retry-After")), body
 
     def _failed(self, status: str) -> None:
         self.errors += 1
         if self._on_error is not None:
             self._on_error(status)
+
+
+async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first ``limit`` bytes when longer (which then fails to parse, as malformed).
+
+    ``StreamReader.read(n)`` returns what has arrived so far, at most ``n`` bytes, not the body: a page of
+    a thousand users comes in many chunks.
+    """
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _route(path: str) -> str:

@@ -95,7 +95,19 @@ class CometChatStandIn:
         return [s.path.removeprefix("/v3/users/") for s in self.seen if s.path != "/v3/users"]
 
     def _user(self, uid: str) -> dict[str, object]:
-        user: dict[str, object] = {"uid": uid, "name": uid.upper(), "status": self.users[uid], "role": "default"}
+        # As CometChat answers (rest-api-users.md): a profile of a few hundred bytes, so that a page of
+        # a thousand users arrives in many chunks, as it does from CometChat.
+        user: dict[str, object] = {
+            "uid": uid,
+            "name": uid.upper(),
+            "avatar": f"https://data-us.cometchat.io/assets/images/avatars/{uid}.png",
+            "link": f"https://example.com/people/{uid}",
+            "status": self.users[uid],
+            "role": "default",
+            "metadata": {"@private": {"email": f"{uid}@example.com", "contactNumber": "+10000000000"}},
+            "createdAt": 1696932834,
+            "updatedAt": 1696932834,
+        }
         if uid in self.last_active:
             user["lastActiveAt"] = self.last_active[uid]
         return user
