@@ -109,8 +109,8 @@ class Metrics:
 
         self.reconcile_runs = Counter(
             "presence_reconcile_runs",
-            "Reconciliation passes (contract §10), by outcome (completed; cometchat_failed, database_failed:"
-            " cut short, nothing changed for the users not reached).",
+            "Reconciliation passes (contract §10), by outcome (completed; cometchat_failed, database_failed,"
+            " timed_out: cut short, nothing changed for the users not reached).",
             ["outcome"],
             registry=self.registry,
         )

@@ -194,6 +194,22 @@ async def test_a_page_of_a_thousand_users_is_read_whole(app: Client, cometchat: 
     assert (await Api(app).presence("crowd-1499") or {})["status"] == "online"
 
 
+async def test_a_pass_past_its_deadline_stops_and_changes_nothing(app: Client, cometchat: CometChatStandIn) -> None:
+    """A background pass may take its interval at most: then no other replica's next pass meets it."""
+    api = Api(app)
+    await api.hook(_online("u1", T0))
+    cometchat.offline("u1")
+    cometchat.scripts.user.append("hang")
+    before = await api.presence("u1")
+
+    with pytest.raises(ReconcileFailed) as failed:
+        await _pass(app, deadline=0.3)
+
+    assert failed.value.outcome == "timed_out"
+    assert "longer than its 0.3 s" in str(failed.value)
+    assert await api.presence("u1") == before
+
+
 async def test_a_429_is_waited_out_as_its_retry_after_says(app: Client, cometchat: CometChatStandIn) -> None:
     api = Api(app)
     await api.hook(_online("u1", T0))

@@ -56,7 +56,7 @@ CONFIRM_CONCURRENCY: Final = 8
 MAX_CONFIRMATIONS: Final = 2000
 #: Called with the number of users checked so far.
 Progress = Callable[[int], None]
-Outcome = Literal["completed", "cometchat_failed", "database_failed"]
+Outcome = Literal["completed", "cometchat_failed", "database_failed", "timed_out"]
 
 
 @dataclass(slots=True)
@@ -111,8 +111,13 @@ async def run_pass(
     max_confirmations: int = MAX_CONFIRMATIONS,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.time,
+    deadline: float | None = None,
 ) -> ReconcileSummary:
-    """One pass; its summary, or :class:`ReconcileFailed`. Logs one line either way, counts it in ``metrics``."""
+    """One pass; its summary, or :class:`ReconcileFailed`. Logs one line either way, counts it in ``metrics``.
+
+    ``deadline``: seconds the pass may take; past them it stops (``timed_out``). Background passes
+    get their interval, so that a pass still running never meets the next replica's.
+    """
     url, key = settings.cometchat_url, settings.cometchat_api_key
     assert url is not None, "reconciliation needs PRESENCE_COMETCHAT_API_KEY"
     assert key is not None
@@ -133,8 +138,9 @@ async def run_pass(
         sleep=sleep,
     )
     outcome: Outcome = "completed"
+    limit = asyncio.timeout(deadline)
     try:
-        async with client:
+        async with limit, client:
             await _Pass(
                 engine,
                 committer,
@@ -145,6 +151,12 @@ async def run_pass(
                 clock=clock,
                 max_confirmations=max_confirmations,
             ).run()
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        outcome = "timed_out"
+        reason = f"the pass took longer than its {deadline:g} s (PRESENCE_RECONCILE_INTERVAL)"
+        raise ReconcileFailed(reason, summary, outcome) from None
     except CometChatError as error:
         outcome = "cometchat_failed"
         raise ReconcileFailed(str(error), summary, outcome) from None
@@ -334,7 +346,8 @@ async def run_forever(
             claimed = False
         if claimed:
             try:
-                await run_pass(engine, committer, settings, metrics=metrics)
+                # Within its interval: the next claim, by any replica, finds this pass over.
+                await run_pass(engine, committer, settings, metrics=metrics, deadline=interval.total_seconds())
             except ReconcileFailed as failure:
                 log.warning("%s", failure)
         with contextlib.suppress(TimeoutError):
