@@ -478,6 +478,27 @@ async def test_with_a_ttl_a_user_left_with_no_live_session_is_offline_expired_ho
         await engine.dispose()
 
 
+async def test_with_a_ttl_a_user_it_expired_whom_cometchat_lists_online_is_corrected_online(
+    settings: Settings, cometchat: CometChatStandIn
+) -> None:
+    """TTL and reconciliation together: the pass compares CometChat with what the API answers (expired),
+    not with what is stored (online), and its ``online`` stands for the user over the stale session."""
+    async with serving(_configured(settings, cometchat).replace(connection_ttl=TTL)) as app:
+        api = Api(app)
+        await api.hook(_online("quiet", T0))  # one session, silent for far longer than the TTL
+        assert (await api.presence("quiet") or {})["status_source"] == "expired"
+        cometchat.online("quiet")
+
+        summary = await _pass(app)
+
+        assert summary.corrected_online == 1
+        answer = await api.presence("quiet")
+        assert answer is not None
+        assert (answer["status"], answer["status_source"], answer["connections"]) == ("online", "reconcile", [])
+        assert (await api.get_json("/stats"))["users_online"] == 1
+        assert [p["uid"] for p in (await api.get_json("/users?status=online"))["users"]] == ["quiet"]
+
+
 async def test_the_ttl_through_the_api(settings: Settings) -> None:
     """With a TTL, an old connection answers offline (``expired``) everywhere a presence is shown; a fresh one
     online; without a TTL, the old one stays online, as its webhooks left it."""

@@ -96,12 +96,15 @@ def answered_status(
 
     ``live``: how many live sessions the stored state holds; ``fresh``: how many of them have a
     signal at or above the floor. An ``online`` status answers ``offline``, source ``expired``,
-    when the user is left with no live session (it had some, none is fresh), or when its newest
-    event of any kind is older than the TTL (a status that no session stands for, such as a
-    reconciliation's ``online``, lasts a TTL after it). Derived at read time from the stored keys
-    and the clock, so delivery order still cannot matter; no row is rewritten.
+    when its newest event of any kind is older than the TTL, or when the user is left with no
+    live session (it had some, none is fresh) and no reconciliation vouches for it: a
+    reconciliation's ``online`` (CometChat itself said so, at the pass's time) stands for the
+    user for a TTL after it, whatever its stale sessions. Derived at read time from the stored
+    keys and the clock, so delivery order still cannot matter; no row is rewritten.
     """
-    if status == "online" and (not is_fresh(status_key, floor) or (floor is not None and live and not fresh)):
+    if status != "online" or floor is None:
+        return status, source
+    if not is_fresh(status_key, floor) or (live and not fresh and source != "reconcile"):
         return "offline", "expired"
     return status, source
 

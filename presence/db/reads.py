@@ -228,11 +228,20 @@ def _answered_as(status: str, floor: bytes | None) -> ColumnElement[bool]:
     live = and_(
         session.uid == UserPresence.uid, session.live == true(), session.signal_key >= UserPresence.snapshot_key
     )
-    left_with_none = and_(exists().where(live), ~exists().where(live, session.signal_key >= floor))
+    left_with_none = and_(
+        UserPresence.status_source != "reconcile",
+        exists().where(live),
+        ~exists().where(live, session.signal_key >= floor),
+    )
     expired = and_(UserPresence.status == "online", or_(UserPresence.status_key < floor, left_with_none))
     if status == "online":
         return and_(UserPresence.status == "online", ~expired)
     return or_(UserPresence.status == status, expired) if status == "offline" else UserPresence.status == status
+
+
+def answers_online(floor: bytes | None) -> ColumnElement[bool]:
+    """Whether a ``user_presence`` row answers ``online`` under the TTL's ``floor``, as a column (reconciliation)."""
+    return _answered_as("online", floor)
 
 
 def _fresh_session(floor: bytes | None) -> ColumnElement[bool]:

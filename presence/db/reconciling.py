@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.core.facts import order_key_ms
 from presence.core.reconcile import Known
+from presence.db import reads
 from presence.db.models import ReconcileState, UserPresence, table_of
 
 _state = table_of(ReconcileState)
@@ -36,14 +37,23 @@ async def online_after(connection: AsyncConnection, after: str | None, limit: in
     return [(uid, Known(status, order_key_ms(key))) for uid, status, key in rows]
 
 
-async def known_of(connection: AsyncConnection, uids: Sequence[str]) -> dict[str, Known]:
-    """What the service holds of each of ``uids`` it has seen."""
+async def known_of(connection: AsyncConnection, uids: Sequence[str], floor: bytes | None = None) -> dict[str, Known]:
+    """What the service holds of each of ``uids`` it has seen, its status as the API answers it now.
+
+    ``floor``: ``PRESENCE_CONNECTION_TTL``'s (``reads.ttl_floor``): a user stored ``online`` whom the TTL
+    expired answers ``offline``, and CometChat listing them online is a correction to make.
+    """
     if not uids:
         return {}
     rows = await connection.execute(
-        select(UserPresence.uid, UserPresence.status, UserPresence.status_key).where(UserPresence.uid.in_(uids))
+        select(UserPresence.uid, UserPresence.status, UserPresence.status_key, reads.answers_online(floor)).where(
+            UserPresence.uid.in_(uids)
+        )
     )
-    return {uid: Known(status, order_key_ms(key)) for uid, status, key in rows}
+    return {
+        uid: Known("online" if online else "offline" if status == "online" else status, order_key_ms(key))
+        for uid, status, key, online in rows
+    }
 
 
 async def claim_pass(connection: AsyncConnection, holder: str, *, now: datetime, next_at: datetime) -> bool:

@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.core import reconcile
 from presence.core.events import ReconciledStatus
-from presence.db import reconciling
+from presence.core.times import ms_to_datetime
+from presence.db import reads, reconciling
 from presence.db.failures import classify, describe
 from presence.intake.accept import accept
 from presence.intake.committer import Committer, IntakeRejected, IntakeUnavailable
@@ -202,6 +203,7 @@ class _Pass:
         self._max_skew_ms = settings.max_clock_skew_ms
         self._window = max(1, min(2 * settings.commit_max_batch, settings.intake_queue_limit))
         self._started_ms = int(clock() * 1000)
+        self._floor = reads.ttl_floor(settings.connection_ttl, ms_to_datetime(self._started_ms))
         self._max_confirmations = max_confirmations
 
     async def run(self) -> None:
@@ -240,7 +242,7 @@ class _Pass:
         marked: list[str] = []
         for chunk in _chunks(sorted(listed), BATCH):
             async with self._engine.connect() as connection:
-                known = await reconciling.known_of(connection, chunk)
+                known = await reconciling.known_of(connection, chunk, self._floor)
             marked += reconcile.to_mark_online(chunk, known, started_ms=self._started_ms, grace_ms=self._grace_ms)
         return marked
 
