@@ -7,13 +7,14 @@ and zed. Each clause of §11 is read back from it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.core.conversations import TALLY_BITS, TALLY_LEVELS, participants, unread_ranges
@@ -23,6 +24,7 @@ from presence.jobs.rebuild import rebuild
 from presence.settings import Settings
 from tests.support import payloads
 from tests.support.api import Api
+from tests.support.databases import Databases
 from tests.support.state import dump
 
 T0 = 1_763_720_000
@@ -263,3 +265,37 @@ def test_the_unread_ranges_cover_each_id_above_the_watermark_exactly_once(after:
         hits += tally.low <= block and (tally.high is None or block <= tally.high)
     assert hits == (1 if message_id > after else 0)
     assert len(ranges.tallies) <= TALLY_LEVELS
+
+
+async def test_two_writers_of_one_conversation_s_messages_queue_on_its_tallies_never_deadlock(
+    postgres_databases: Databases,
+) -> None:
+    """PostgreSQL: each message's trigger locks its tally rows from the top level down (migration 0010).
+
+    Bottom-up, the first writer holds the level-2 block of message 10 and wants the level-1 block of
+    70, which the second took for 65 while it waits for that level-2 block: a deadlock. Top-down, the
+    second waits at the shared top block, holding nothing, and the first finishes.
+    """
+    url = await postgres_databases.fresh()
+    engine = create_async_engine(url)
+    insert_message = text(
+        "INSERT INTO message (id, claim, conversation_id, sender, received_at)"
+        " VALUES (:id, :claim, 'group_team', :sender, now())"
+    )
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            await first.execute(insert_message, {"id": 10, "claim": b"\x01", "sender": "amy"})
+            waiting = asyncio.create_task(second.execute(insert_message, {"id": 65, "claim": b"\x01", "sender": "bob"}))
+            await asyncio.sleep(0.3)  # the second writer is in its trigger now, waiting on a lock
+            await first.execute(insert_message, {"id": 70, "claim": b"\x01", "sender": "amy"})
+            await first.commit()
+            await asyncio.wait_for(waiting, 10)
+            await second.commit()
+        async with engine.connect() as connection:
+            total = await connection.scalar(
+                text("SELECT n FROM message_tally WHERE conversation_id = 'group_team' AND sender = '' AND level = 6")
+            )
+        assert total == 3
+    finally:
+        await engine.dispose()
+        await postgres_databases.drop(url)

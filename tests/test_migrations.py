@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Column, Connection, Integer, MetaData, inspect
+from sqlalchemy import Column, Connection, Integer, MetaData, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from presence.db.models import Base
@@ -23,6 +23,10 @@ from tests.support.server import empty_database
 from tests.support.state import dump
 
 Schema = dict[str, dict[str, Any]]
+
+
+#: Revisions that change one backend's schema only (0010: PostgreSQL's tally trigger; SQLite has one writer).
+ONLY_ON = {"0010": "postgresql"}
 
 
 def revisions_in_order() -> list[Script]:
@@ -51,6 +55,22 @@ def schema_of(connection: Connection) -> Schema:
             ),
             "checks": sorted((c["name"] or "", c["sqltext"]) for c in inspector.get_check_constraints(table)),
         }
+    # Triggers and their functions are schema too (the tallies', read_through's): an exact revert covers them.
+    if connection.dialect.name == "postgresql":
+        code = connection.execute(
+            text(
+                "SELECT 'function ' || p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                " WHERE n.nspname = current_schema()"
+                " UNION ALL SELECT 'trigger ' || t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t"
+                " JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
+            )
+        )
+    else:
+        code = connection.execute(text("SELECT 'trigger ' || name, sql FROM sqlite_master WHERE type = 'trigger'"))
+    routines = {str(name): str(source) for name, source in code}
+    if routines:
+        schema["(triggers and functions)"] = routines
     return schema
 
 
@@ -108,7 +128,8 @@ async def test_stairway_every_revision_upgrades_downgrades_and_upgrades_again(em
         await upgrade(empty_engine, script.revision)
         assert await current_revision(empty_engine) == script.revision
         after = await snapshot(empty_engine)
-        assert after != before, f"revision {script.revision} changed nothing"
+        if ONLY_ON.get(script.revision, empty_engine.dialect.name) == empty_engine.dialect.name:
+            assert after != before, f"revision {script.revision} changed nothing"
 
         await downgrade(empty_engine, previous or "base")
         assert await current_revision(empty_engine) == previous

@@ -166,7 +166,10 @@ class Writer:
         steps += self._presence_steps(changes, batch)
         if changes.messages:
             instant, optional = self._instant, self._optional_instant
-            messages = (changes.messages[k] for k in sorted(changes.messages))
+            # By conversation, then id: on PostgreSQL each message's tally trigger locks its
+            # conversation's tally rows (migration 0010), so concurrent batches meet in one order.
+            facts = changes.messages
+            messages = (facts[k] for k in sorted(facts, key=lambda k: (facts[k].conversation_id, k)))
             steps.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
         steps += self._receipt_steps(changes, batch)
         steps += self._group_steps(changes, batch)
