@@ -210,6 +210,7 @@ async def test_a_uid_lookup_shows_presence_and_sessions_and_a_message_its_receip
     await expect(tab.locator("#user-connections")).to_contain_text("s-new")
     sessions = tab.locator("#user-sessions li")
     await expect(sessions).to_have_count(2)
+    await expect(tab.locator('#user-sessions li[data-session="s-new"]')).to_contain_text("live")
     await expect(sessions.nth(0)).to_have_attribute("data-session", "s-new")  # the newest first
     await expect(sessions.nth(1)).to_have_attribute("data-session", "s-old")
     await expect(sessions.nth(1)).to_contain_text("1 min 0 s")

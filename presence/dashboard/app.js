@@ -638,11 +638,14 @@
           el("td", {}, c.platform || "unknown"), el("td", {}, c.device_id || "—"), el("td", {}, c.session_id),
           el("td", {}, when(c.connected_at, { withDate: true })))))));
     return [head, facts, el("h3", {}, "Live connections"), connections,
-            el("h3", {}, more ? `Sessions (the newest ${sessions.length})` : "Sessions"), timeline(sessions)];
+            el("h3", {}, more ? `Sessions (the newest ${sessions.length})` : "Sessions"),
+            timeline(sessions, new Set(presence.connections.map((c) => c.session_id)))];
   }
 
   // Each session a bar on one time axis, from the oldest connection shown to now.
-  function timeline(sessions) {
+  // ``live``: the session ids the presence counts as live now (with PRESENCE_CONNECTION_TTL, a session
+  // never reported disconnected may no longer be one: it is "no recent signal", not "live").
+  function timeline(sessions, live) {
     if (sessions.length === 0) return el("p", { className: "small" }, "No session recorded.");
     const now = Date.now();
     const starts = sessions.map((s) => Date.parse(s.connected_at || s.disconnected_at || new Date(now).toISOString()));
@@ -657,7 +660,9 @@
       return el("li", { "data-session": s.session_id },
         el("div", {}, el("strong", {}, s.platform || "unknown"), ` · ${s.session_id} · `,
           when(s.connected_at, { withDate: true }), " → ",
-          s.disconnected_at ? when(s.disconnected_at, { withDate: true }) : el("span", { className: "tag online" }, "live"),
+          s.disconnected_at ? when(s.disconnected_at, { withDate: true })
+            : live.has(s.session_id) ? el("span", { className: "tag online" }, "live")
+            : el("span", { className: "tag offline" }, "no recent signal"),
           s.connected_at ? ` (${duration(to - from)})` : ""),
         el("div", { className: "track", "aria-hidden": "true" }, bar));
     }));
