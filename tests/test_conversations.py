@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from presence.core.conversations import TALLY_BITS, TALLY_LEVELS, participants, unread_ranges
-from presence.db.models import MessageTally
+from presence.db.models import Message, MessageTally
 from presence.jobs import retention
 from presence.jobs.rebuild import rebuild
 from presence.settings import Settings
@@ -220,9 +220,35 @@ async def test_unread_by_among_many_who_have_not_read_is_the_first_100_by_uid(ap
 async def test_messages_past_receipt_retention_no_longer_count(
     world: Api, database_url: str, settings: Settings
 ) -> None:
-    """README: a message expired by ``PRESENCE_RECEIPT_RETENTION`` is gone from every count, its tallies too."""
+    """README: a message expired by ``PRESENCE_RECEIPT_RETENTION`` is gone from every count, its tallies too;
+    the messages kept still count as before."""
+    before = await world.get_json("/users/alice/unread")
+    counted = [c for c in before["conversations"] if c["unread_count"] > 0]
+    assert len(counted) >= 2, "the world must leave unread messages in two conversations"
+    aged, kept = counted[0], counted[1:]
     engine = create_async_engine(database_url)
     try:
+        async with engine.begin() as connection:  # received long ago: retention's next pass takes them
+            await connection.execute(
+                update(Message)
+                .where(Message.conversation_id == aged["conversation_id"])
+                .values(received_at=datetime(2020, 1, 1, tzinfo=UTC))
+            )
+        # A pass whose cutoff falls between the aged messages and the others.
+        await retention.run_pass(engine, settings, datetime(2020, 1, 2, tzinfo=UTC) + settings.receipt_retention)
+        async with engine.connect() as connection:
+            aged_tallies = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(MessageTally)
+                    .where(MessageTally.conversation_id == aged["conversation_id"])
+                )
+            ).scalar_one()
+        assert aged_tallies == 0
+        after = await world.get_json("/users/alice/unread")
+        left = {c["conversation_id"]: c["unread_count"] for c in after["conversations"] if c["unread_count"] > 0}
+        assert left == {c["conversation_id"]: c["unread_count"] for c in kept}
+        assert after["total_unread"] == before["total_unread"] - aged["unread_count"]
         await retention.run_pass(engine, settings, datetime.now(UTC) + settings.receipt_retention + timedelta(days=1))
         async with engine.connect() as connection:
             tallies = (await connection.execute(select(func.count()).select_from(MessageTally))).scalar_one()
