@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from sqlalchemy import Dialect, and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Dialect, Row, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presence.db.driver import CompiledQuery, CompiledUpsert, Query, Statement, Step, instant_encoder
@@ -211,10 +211,7 @@ async def tail_after(
             .limit(limit)
         )
     ).all()
-    changes = [
-        LiveChange(int(seq), change_type, uid, conversation_id, render(int(seq), body))
-        for seq, change_type, uid, conversation_id, body in rows
-    ]
+    changes = _live(rows)
     return changes, changes[-1].seq if len(changes) == limit else max(after, last_seq)
 
 
@@ -239,6 +236,11 @@ async def tail_from(connection: AsyncConnection, after: int, *, limit: int) -> l
         pruned_through, _ = await horizon(connection)
         if after < pruned_through:
             raise CursorExpired(pruned_through)
+    return _live(rows)
+
+
+def _live(rows: Sequence[Row[Any, Any, Any, Any, Any]]) -> list[LiveChange]:
+    """Rows of ``(seq, type, uid, conversation_id, body)`` as the streams fan them out."""
     return [
         LiveChange(int(seq), change_type, uid, conversation_id, render(int(seq), body))
         for seq, change_type, uid, conversation_id, body in rows
