@@ -51,7 +51,7 @@ def connection(data: Fields) -> ConnectionChanged:
     if raw_connections is not None:
         if not isinstance(raw_connections, list):
             raise InvalidEvent("data.connections", "expected a list")
-        snapshot = _distinct_sessions(
+        snapshot = distinct_sessions(
             _session(entry, f"data.connections[{index}]") for index, entry in enumerate(raw_connections)
         )
     return ConnectionChanged(
@@ -65,7 +65,7 @@ def connection(data: Fields) -> ConnectionChanged:
     )
 
 
-def _distinct_sessions(sessions: Iterable[Session]) -> tuple[Session, ...]:
+def distinct_sessions(sessions: Iterable[Session]) -> tuple[Session, ...]:
     """One entry per session id; of repeated ones, the greatest, so the choice is order-free."""
     chosen: dict[str, Session] = {}
     for session in sessions:
