@@ -19,9 +19,10 @@ holds. ``tests/test_typed.py`` checks the promise against the general path.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
+from msgspec import Meta
 
 from presence.core import legacy
 from presence.core.events import (
@@ -43,8 +44,13 @@ from presence.core.times import MAX_MS, MILLISECONDS_ABOVE, InvalidInstant, pars
 
 #: A value no reader looks at: any JSON scalar (an object or a list could hold content).
 Scalar = str | int | float | bool | None
-#: An instant as the fast path takes it; a float goes the general way.
-Instant = int | str
+#: ``fields.required_string``'s limits, checked by msgspec; NUL characters are refused by :func:`read`.
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+ConversationId = Annotated[str, Meta(min_length=1, max_length=MAX_CONVERSATION_LENGTH)]
+#: An instant as the fast path takes it: an integer ``times.parse_instant`` takes (in either unit, it
+#: is within the year 9999 exactly when it is at most :data:`MAX_MS`), or a string; a float goes the
+#: general way.
+Instant = Annotated[int, Meta(ge=0, le=MAX_MS)] | str
 
 
 class _Struct(msgspec.Struct, forbid_unknown_fields=True):
@@ -56,15 +62,15 @@ class _Origin(_Struct):
 
 
 class _Device(_Struct):
-    session_id: str
-    cometchat_device_id: str | None = None
-    platform: str | None = None
+    session_id: Id
+    cometchat_device_id: Id | None = None
+    platform: Id | None = None
     connected_at: Instant | None = None
 
 
 class _User(_Struct):
-    uid: str
-    status: str
+    uid: Id
+    status: Id
     status_updated: Scalar = None
     status_updated_at: Instant | None = None
 
@@ -83,9 +89,9 @@ class _ConnectionData(_Struct):
 
 class _MessageData(_Struct):
     id: int | str
-    conversationId: str  # CometChat's spelling, as every key here
-    sender: str | None = None
-    category: str | None = None
+    conversationId: ConversationId  # CometChat's spelling, as every key here
+    sender: Id | None = None
+    category: Id | None = None
     sentAt: Instant | None = None
     receiverType: Scalar = None
     receiver: Scalar = None
@@ -97,10 +103,10 @@ class _MessageData(_Struct):
 
 class _ReceiptData(_Struct):
     messageId: int | str
-    receiptSender: str
+    receiptSender: Id
     receiverType: str
-    messageSender: str | None = None
-    receiptReceiver: str | None = None
+    messageSender: Id | None = None
+    receiptReceiver: Id | None = None
     receiptType: Scalar = None
     deliveredAt: Instant | None = None
     readAt: Instant | None = None
@@ -146,10 +152,15 @@ class _Other(Exception):
     """Not for this module: the general readers take the body."""
 
 
-def read(body: dict[str, object]) -> tuple[Event, dict[str, object]] | None:
-    """The event ``body`` describes and what the inbox keeps of it, or ``None``: ask the general readers."""
+def read(body: dict[str, object], raw: bytes) -> tuple[Event, dict[str, object]] | None:
+    """The event ``body`` (decoded from the JSON text ``raw``) describes and what the inbox keeps of it,
+    or ``None``: ask the general readers.
+
+    JSON text cannot hold a NUL character but as the escape ``\\u0000``, so without one in ``raw``
+    no string of ``body`` holds one, and no identifier needs that check.
+    """
     trigger = body.get("trigger")
-    if type(trigger) is not str or (shape := _SHAPES.get(trigger)) is None:
+    if type(trigger) is not str or (shape := _SHAPES.get(trigger)) is None or b"\\u0000" in raw:
         return None
     try:
         typed = msgspec.convert(body, shape)
@@ -170,43 +181,39 @@ def _connection(data: _ConnectionData) -> ConnectionChanged:
     snapshot: tuple[Session, ...] | None = None
     if data.connections is not None:
         snapshot = legacy.distinct_sessions([_session(entry) for entry in data.connections])
+    updated_at = user.status_updated_at
     return ConnectionChanged(
-        uid=_id(user.uid),
+        uid=user.uid,
         kind=kind,
         at_ms=_instant(event.at),
-        status=_id(user.status),
-        status_updated_at_ms=_optional_instant(user.status_updated_at),
+        status=user.status,
+        status_updated_at_ms=None if updated_at is None else _instant(updated_at),
         session=_session(event.event_for),
         snapshot=snapshot,
     )
 
 
 def _session(device: _Device) -> Session:
-    return Session(
-        session_id=_id(device.session_id),
-        device_id=_optional_id(device.cometchat_device_id),
-        platform=_optional_id(device.platform),
-        connected_at_ms=_optional_instant(device.connected_at),
-    )
+    at = device.connected_at
+    return Session(device.session_id, device.cometchat_device_id, device.platform, None if at is None else _instant(at))
 
 
 def _message(data: _MessageData) -> MessageSent:
     return MessageSent(
         message_id=_message_id(data.id),
-        conversation_id=_id(data.conversationId, MAX_CONVERSATION_LENGTH),
-        sender=_optional_id(data.sender),
-        sent_at_ms=_optional_instant(data.sentAt),
-        tracked=_optional_id(data.category) not in UNTRACKED_CATEGORIES,
+        conversation_id=data.conversationId,
+        sender=data.sender,
+        sent_at_ms=None if data.sentAt is None else _instant(data.sentAt),
+        tracked=data.category not in UNTRACKED_CATEGORIES,
     )
 
 
 def _receipt(data: _ReceiptData, kind: ReceiptKind) -> ReceiptMarked:
-    reader = _id(data.receiptSender)
-    message_sender = _optional_id(data.messageSender)
+    reader, message_sender = data.receiptSender, data.messageSender
     if data.receiverType == "user" and message_sender is not None:
         conversation_id = user_conversation_id(reader, message_sender)
     elif data.receiverType == "group" and data.receiptReceiver is not None:
-        conversation_id = group_conversation_id(_id(data.receiptReceiver))
+        conversation_id = group_conversation_id(data.receiptReceiver)
     else:
         raise _Other
     if len(conversation_id) > MAX_CONVERSATION_LENGTH:
@@ -233,34 +240,14 @@ def _without_message_content(body: dict[str, object]) -> dict[str, object]:
     return kept
 
 
-def _id(value: str, max_length: int = MAX_ID_LENGTH) -> str:
-    """``fields.required_string``'s checks (``events.is_storable_id``)."""
-    if not 0 < len(value) <= max_length or "\x00" in value:
-        raise _Other
-    return value
-
-
-def _optional_id(value: str | None) -> str | None:
-    return None if value is None else _id(value)
-
-
-def _instant(value: Instant) -> int:
-    """``times.parse_instant``, with an integer's common case inline."""
+def _instant(value: int | str) -> int:
+    """``times.parse_instant``; an integer's range is already checked (:data:`Instant`)."""
     if type(value) is int:
-        if value < 0:
-            raise _Other
-        ms = value if value > MILLISECONDS_ABOVE else value * 1000
-        if ms > MAX_MS:
-            raise _Other
-        return ms
+        return value if value > MILLISECONDS_ABOVE else value * 1000
     try:
         return parse_instant(value)
     except InvalidInstant:
         raise _Other from None
-
-
-def _optional_instant(value: Instant | None) -> int | None:
-    return None if value is None else _instant(value)
 
 
 def _message_id(value: int | str) -> int:

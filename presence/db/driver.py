@@ -195,11 +195,13 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+@lru_cache(maxsize=16384)
 def sqlite_instant(ms: int) -> str:
     """Milliseconds since the epoch as SQLAlchemy's SQLite ``DATETIME`` stores an :class:`Instant`.
 
-    The text up to the second is cached: a batch's instants (its arrivals, its events' times)
-    fall in few seconds, so most calls format only the milliseconds.
+    Cached: a batch's rows repeat instants (an event's arrival is in each of its rows, a session's
+    connection in each snapshot that lists it), and the rest fall in few seconds, whose text up to
+    the second is cached too.
     """
     seconds, millis = divmod(ms, 1000)
     return f"{_sqlite_second(seconds)}.{millis:03d}000"

@@ -64,7 +64,7 @@ def accept(raw: bytes, *, received_at: datetime, max_skew_ms: int = DEFAULT_MAX_
         )
     try:
         # The common legacy bodies in one typed step; every other body, and every refusal, the general way.
-        common = typed.read(body)
+        common = typed.read(body, raw)
         if common is None:
             event = parse_event(body)
         else:
