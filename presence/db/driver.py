@@ -222,7 +222,8 @@ def _sqlite_date(day: int) -> str:
 
 def sqlite_moment(moment: datetime) -> str:
     # "2026-11-21T10:15:30.123000+00:00" -> "2026-11-21 10:15:30.123000"
-    return moment.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")[:-6]
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.isoformat(sep=" ", timespec="microseconds")[:-6]
 
 
 def result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:

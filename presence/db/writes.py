@@ -161,12 +161,12 @@ class Writer:
             steps.append(Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox]))
         steps += self._presence_steps(changes, batch)
         if changes.messages:
-            instant, optional = self._instant, self._optional_instant
+            instant = self._instant
             # By conversation, then id: on PostgreSQL each message's tally trigger locks its
             # conversation's tally rows (migration 0010), so concurrent batches meet in one order.
             facts = changes.messages
             messages = (facts[k] for k in sorted(facts, key=lambda k: (facts[k].conversation_id, k)))
-            steps.append(Statement(self._message.sql, [_message_row(f, instant, optional) for f in messages]))
+            steps.append(Statement(self._message.sql, [_message_row(f, instant) for f in messages]))
         steps += self._receipt_steps(changes, batch)
         steps += self._group_steps(changes, batch)
         if batch is not None:
@@ -174,14 +174,14 @@ class Writer:
         return steps
 
     def _presence_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
-        instant, optional = self._instant, self._optional_instant
+        instant = self._instant
         steps: list[Step] = [] if batch is None else batch.users_before()
         if changes.users:
             users = (changes.users[k] for k in sorted(changes.users))
-            steps.append(Statement(self._user.sql, [_user_row(f, instant, optional) for f in users]))
+            steps.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            steps.append(Statement(self._session.sql, [_session_row(f, instant, optional) for f in sessions]))
+            steps.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
         if changes.users:
             # After the sessions: a late signal older than the stored snapshot is cleared as well.
             steps.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
@@ -532,11 +532,15 @@ _PARTICIPANT: Final = ("conversation_id", "uid", "known_from")
 Row = tuple[Any, ...]
 
 
-def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]) -> Row:
+# The optional instants are tested inline: these run for every row of every batch.
+
+
+def _user_row(fact: UserFact, instant: Callable[[int], Any]) -> Row:
+    updated_at = fact.status_updated_at_ms
     return (
         fact.uid,
         fact.status,
-        optional(fact.status_updated_at_ms),
+        None if updated_at is None else instant(updated_at),
         fact.status_key,
         instant(fact.last_seen_at_ms),
         fact.snapshot_key,
@@ -545,7 +549,8 @@ def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[
     )
 
 
-def _session_row(fact: SessionFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]) -> Row:
+def _session_row(fact: SessionFact, instant: Callable[[int], Any]) -> Row:
+    connected_at, disconnected_at = fact.connected_at_ms, fact.disconnected_at_ms
     return (
         fact.uid,
         fact.session_id,
@@ -553,22 +558,23 @@ def _session_row(fact: SessionFact, instant: Callable[[int], Any], optional: Cal
         fact.live,
         fact.device_id,
         fact.platform,
-        optional(fact.connected_at_ms),
-        optional(fact.disconnected_at_ms),
+        None if connected_at is None else instant(connected_at),
+        None if disconnected_at is None else instant(disconnected_at),
         instant(fact.received_at_ms),
     )
 
 
-def _message_row(fact: MessageFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]) -> Row:
+def _message_row(fact: MessageFact, instant: Callable[[int], Any]) -> Row:
+    sent_at, edited_at, deleted_at = fact.sent_at_ms, fact.edited_at_ms, fact.deleted_at_ms
     return (
         fact.message_id,
         fact.claim,
         fact.conversation_id,
         fact.sender,
-        optional(fact.sent_at_ms),
+        None if sent_at is None else instant(sent_at),
         instant(fact.received_at_ms),
-        optional(fact.edited_at_ms),
-        optional(fact.deleted_at_ms),
+        None if edited_at is None else instant(edited_at),
+        None if deleted_at is None else instant(deleted_at),
     )
 
 
