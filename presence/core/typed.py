@@ -3,18 +3,21 @@
 Most of what CometChat sends is legacy connection events, ``after_message`` and receipts, in
 the shapes its documentation gives (``cometchat/webhooks-legacy-events.md``). For those,
 :func:`read` converts the decoded body into ``msgspec`` structs that name every key the
-body may have (``forbid_unknown_fields``) and every value's type, in C, then makes the few
-checks no type says (lengths, NUL characters, the instants' ranges) in Python. What it
+body may have (``forbid_unknown_fields``), every value's type and the identifiers' and
+integer instants' limits (``Meta``), in C; Python makes the few checks no type says (a
+connection's kind, a message id's digits, an instant given as text, a derived conversation
+id's length; a NUL character, by one look at the raw text). What it
 returns is exactly what :func:`presence.core.parse.parse_event` and
 :func:`presence.core.inbox.without_content` make of the same body: the same event, the same
 kept body. Anything else (another key, another type, any value a reader would refuse) makes it
 return ``None``, and the general readers take the body and say what is wrong, in their own
 words: this module never refuses anything, so every error stays theirs.
 
-Why the kept body needs no walk: a struct lists every key, and none of them is one the scrub
-acts on (``presence.core.inbox``'s rule: a uid-keyed object, a ``data`` inside ``data``), except the
-content of an ``after_message`` (``data.data``), which the scrub drops whole, whatever it
-holds. ``tests/test_typed.py`` checks the promise against the general path.
+Why the kept body needs no walk: a struct lists every key, every value it does not type as a
+struct is a scalar, and no key is one the scrub acts on (``presence.core.inbox``: a content,
+text or profile key, a uid-keyed object, a ``data`` inside ``data``), except the content of an
+``after_message`` (``data.data``), which the scrub drops whole, whatever it holds.
+``tests/test_typed.py`` checks the promise against the general path.
 """
 
 from __future__ import annotations
