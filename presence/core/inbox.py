@@ -34,9 +34,10 @@ kept, and no marked content of any documented trigger reaches the database files
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
+
+import msgspec
 
 from presence.core.current import CHANGE_TRIGGERS
 
@@ -110,9 +111,11 @@ def _alternation(words: list[bytes]) -> bytes:
 _CONTENT_KEY: Final = re.compile(b'"' + _alternation([key.encode() for key in sorted(_ACTED_ON)]) + b'"')
 
 
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    """What the inbox keeps of one accepted webhook: when it arrived, its trigger, its body less content."""
+class InboxRow(msgspec.Struct, frozen=True):
+    """What the inbox keeps of one accepted webhook: when it arrived, its trigger, its body less content.
+
+    A msgspec struct: made in C, once per webhook.
+    """
 
     received_at: datetime
     trigger: str
