@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from presence.core import reconcile
+from presence.core import inbox, reconcile
 from presence.core.inbox import MAX_DEPTH, TooDeep, cannot_hold_content, without_content
 from presence.core.parse import KNOWN_TRIGGERS, parse_event
 from presence.db.models import InboxEvent
@@ -599,3 +599,14 @@ def test_the_fast_path_never_takes_a_body_the_scrub_would_change() -> None:
         if cannot_hold_content(orjson.dumps(body)):
             assert without_content(body) == body, body["trigger"]
     assert "after_connection_status_changed" in fast  # the fast path is still taken
+
+
+def test_the_fast_path_looks_for_exactly_the_keys_the_scrub_acts_on() -> None:
+    """Its expression matches each acted-on key as JSON text, and no other word: no prefix, no extension."""
+    for key in inbox._ACTED_ON:
+        assert not cannot_hold_content(orjson.dumps({key: 1})), key
+        assert not cannot_hold_content(orjson.dumps({"x": key})), key
+        for near in (key[:-1], key + "s", key + "_", "x" + key, key.upper()):
+            if near not in inbox._ACTED_ON:
+                assert cannot_hold_content(orjson.dumps({near: 1})), near
+    assert not cannot_hold_content(b'{"t\\u0065xt": 1}')

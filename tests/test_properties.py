@@ -14,6 +14,7 @@ aggregates, membership, and current-format connections with lost disconnects.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from presence.core.events import (
     MessageSent,
     ReceiptKind,
     ReceiptMarked,
+    Session,
 )
 from presence.core.facts import (
     Changes,
@@ -47,6 +49,7 @@ from presence.core.facts import (
     join_staircases,
     join_user,
     join_watermark,
+    make_order_key,
     order_key,
     receipt_at,
 )
@@ -374,3 +377,56 @@ async def test_sql_reconcile_facts_in_any_order_give_the_in_order_answer(
 
     expected = expected_presence(history.bodies)
     assert answers == {uid: expected.get(uid) for uid in history.uids}
+
+
+# --- order keys: the digest is the event's repr, as in every database already written -------------
+
+_SESSIONS = st.builds(
+    Session,
+    session_id=st.text(max_size=6),
+    device_id=st.none() | st.text(max_size=6),
+    platform=st.none() | st.text(max_size=6),
+    connected_at_ms=st.none() | st.integers(0, 2**48),
+)
+
+
+@given(
+    st.builds(
+        ConnectionChanged,
+        uid=st.text(max_size=6),
+        kind=st.sampled_from(["connected", "disconnected"]),
+        at_ms=st.integers(0, 2**48),
+        status=st.text(max_size=6),
+        status_updated_at_ms=st.none() | st.integers(0, 2**48),
+        session=_SESSIONS,
+        snapshot=st.none() | st.lists(_SESSIONS, max_size=3).map(tuple),
+        dates_status=st.booleans(),
+        format=st.sampled_from(["legacy", "current"]),
+    )
+)
+def test_a_connection_events_order_key_digests_its_repr(event: ConnectionChanged) -> None:
+    """The key a redelivered event gets is the one its first delivery stored, whatever version made it."""
+    digest = hashlib.blake2b(repr(event).encode(), digest_size=16).digest()
+    assert order_key(event) == make_order_key(event.at_ms, event.kind, digest)
+
+
+def test_order_keys_are_those_already_stored() -> None:
+    """Keys written by earlier versions, byte for byte: a change of the digest would count old events anew."""
+    first = Session("s-1", "d-1", "web", 1_700_000_000_000)
+    other = Session("it's", None, None, None)
+    keys = {
+        ConnectionChanged("u-1", "connected", 1_700_000_000_001, "online", None, first, (first,)): (
+            "0000018bcfe56801005d7000c775877c6d4b7d1a5b03d1b916"
+        ),
+        ConnectionChanged('u"2', "disconnected", 5, "offline", 7, other, (first, other)): (
+            "0000000000000005015b01e437cdfbbdb9f8ffe1716d2b9872"
+        ),
+        ConnectionChanged("u-3", "connected", 5, "online", None, other, None): (
+            "000000000000000500d9695145b8c7315429447628e2ea54d6"
+        ),
+        ConnectionChanged("u-3", "connected", 5, "online", None, other, ()): (
+            "000000000000000500f7b284b8e0b0a21703a4c1965c8cce70"
+        ),
+    }
+    for event, key in keys.items():
+        assert order_key(event).hex() == key

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+import msgspec
+
 MAX_ID_LENGTH: Final = 255
 MAX_CONVERSATION_LENGTH: Final = 512
 MAX_TRIGGER_LENGTH: Final = 100
@@ -47,9 +49,13 @@ class InvalidEvent(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """One device connection as CometChat describes it (``event_for`` or a ``connections`` entry)."""
+class Session(msgspec.Struct, frozen=True):
+    """One device connection as CometChat describes it (``event_for`` or a ``connections`` entry).
+
+    A msgspec struct, made in C (a connection event has one per device it lists), with the
+    dataclass's ``repr``, equality and hashing: an order key's digest spells it
+    (``facts.order_key``; ``tests/test_properties.py`` pins stored keys).
+    """
 
     session_id: str
     device_id: str | None

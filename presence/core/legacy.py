@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from presence.core.events import (
@@ -51,8 +51,8 @@ def connection(data: Fields) -> ConnectionChanged:
     if raw_connections is not None:
         if not isinstance(raw_connections, list):
             raise InvalidEvent("data.connections", "expected a list")
-        snapshot = _distinct_sessions(
-            _session(entry, f"data.connections[{index}]") for index, entry in enumerate(raw_connections)
+        snapshot = distinct_sessions(
+            [_session(entry, f"data.connections[{index}]") for index, entry in enumerate(raw_connections)]
         )
     return ConnectionChanged(
         uid=required_string(user, "uid", "data.user.uid"),
@@ -65,8 +65,10 @@ def connection(data: Fields) -> ConnectionChanged:
     )
 
 
-def _distinct_sessions(sessions: Iterable[Session]) -> tuple[Session, ...]:
+def distinct_sessions(sessions: Sequence[Session]) -> tuple[Session, ...]:
     """One entry per session id; of repeated ones, the greatest, so the choice is order-free."""
+    if len(sessions) < 2:
+        return tuple(sessions)
     chosen: dict[str, Session] = {}
     for session in sessions:
         current = chosen.get(session.session_id)

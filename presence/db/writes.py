@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -109,31 +109,28 @@ class Writer:
         def table(model: type[Base]) -> Table:
             return CHECKPOINT_TABLES[table_of(model).name] if checkpoint else table_of(model)
 
-        self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, ("received_at", "trigger", "body"))
-        self._user = CompiledUpsert(_user_upsert(backend, table(UserPresence)), dialect)
-        self._session = CompiledUpsert(_session_upsert(backend, table(UserSession)), dialect)
+        # The rows of a statement checked by ``expect`` are built as tuples in its columns' order.
+        self._inbox = CompiledUpsert(insert(table_of(InboxEvent)), dialect, _INBOX).expect(_INBOX)
+        self._user = CompiledUpsert(_user_upsert(backend, table(UserPresence)), dialect).expect(_USER)
+        self._session = CompiledUpsert(_session_upsert(backend, table(UserSession)), dialect).expect(_SESSION)
         self._superseded = CompiledUpsert(
             _superseded_sessions_cleared(table(UserSession), table(UserPresence)), dialect
         )
-        self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect)
+        self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect).expect(_MESSAGE)
         self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
         self._receipt = CompiledUpsert(_receipt_insert(backend, table(Receipt)), dialect)
-        self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect)
+        self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect).expect(_MARK)
         # The lock rows are not state: the checkpoint's writers take the same ones.
         self._group_lock = CompiledUpsert(_lock_upsert(backend, table_of(GroupReceiptLock)), dialect)
         self._group_receipt_prune = CompiledUpsert(_receipt_prune(table(GroupReceipt)), dialect)
         self._group_receipt = CompiledUpsert(_receipt_insert(backend, table(GroupReceipt)), dialect)
-        self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect)
-        self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect)
+        self._group_flag = CompiledUpsert(_flag_upsert(backend, table(GroupReceiptFlag)), dialect).expect(_FLAG)
+        self._group = CompiledUpsert(_group_upsert(backend, table(ChatGroup)), dialect).expect(_GROUP)
         # read_through is the triggers' (migration 0009): never among the columns written.
-        self._member = CompiledUpsert(
-            _member_upsert(backend, table(GroupMember)), dialect, ("guid", "uid", "key", "member", "joined_at")
-        )
+        self._member = CompiledUpsert(_member_upsert(backend, table(GroupMember)), dialect, _MEMBER).expect(_MEMBER)
         self._participant = CompiledUpsert(
-            _participant_upsert(backend, table(ConversationParticipant)),
-            dialect,
-            ("conversation_id", "uid", "known_from"),
-        )
+            _participant_upsert(backend, table(ConversationParticipant)), dialect, _PARTICIPANT
+        ).expect(_PARTICIPANT)
         self._recording = None if checkpoint else Recording(dialect)
 
     def statements(self, inbox: Sequence[InboxRow], changes: Changes) -> list[Statement]:
@@ -161,16 +158,15 @@ class Writer:
             steps += batch.lock_users()
         if inbox:
             moment = self._moment
-            rows = ({"received_at": moment(r.received_at), "trigger": r.trigger, "body": r.body} for r in inbox)
-            steps.append(self._of(self._inbox, rows))
+            steps.append(Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox]))
         steps += self._presence_steps(changes, batch)
         if changes.messages:
-            instant, optional = self._instant, self._optional_instant
+            instant = self._instant
             # By conversation, then id: on PostgreSQL each message's tally trigger locks its
             # conversation's tally rows (migration 0010), so concurrent batches meet in one order.
             facts = changes.messages
             messages = (facts[k] for k in sorted(facts, key=lambda k: (facts[k].conversation_id, k)))
-            steps.append(self._of(self._message, (_message_row(f, instant, optional) for f in messages)))
+            steps.append(Statement(self._message.sql, [_message_row(f, instant) for f in messages]))
         steps += self._receipt_steps(changes, batch)
         steps += self._group_steps(changes, batch)
         if batch is not None:
@@ -178,14 +174,14 @@ class Writer:
         return steps
 
     def _presence_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
-        instant, optional = self._instant, self._optional_instant
+        instant = self._instant
         steps: list[Step] = [] if batch is None else batch.users_before()
         if changes.users:
             users = (changes.users[k] for k in sorted(changes.users))
-            steps.append(self._of(self._user, (_user_row(f, instant, optional) for f in users)))
+            steps.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            steps.append(self._of(self._session, (_session_row(f, instant, optional) for f in sessions)))
+            steps.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
         if changes.users:
             # After the sessions: a late signal older than the stored snapshot is cleared as well.
             steps.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
@@ -197,7 +193,7 @@ class Writer:
         if changes.watermarks:
             # Before the receipts: the watermark row's lock serializes every writer of its reader's receipts.
             watermarks = (changes.watermarks[k] for k in sorted(changes.watermarks))
-            steps.append(self._of(self._watermark, (_mark_row(f, instant) for f in watermarks)))
+            steps.append(Statement(self._watermark.sql, [_watermark_row(f, instant) for f in watermarks]))
         if changes.receipts:
             # The batch's staircases hold no receipt that dominates another, so all the deletes can go
             # before all the inserts (docs/design.md, "Receipts").
@@ -229,16 +225,16 @@ class Writer:
             steps.append(self._of(self._group_receipt, rows))
         if changes.group_flags:
             flags = (changes.group_flags[k] for k in sorted(changes.group_flags))
-            steps.append(self._of(self._group_flag, (_group_flag_row(f, instant) for f in flags)))
+            steps.append(Statement(self._group_flag.sql, [_group_flag_row(f, instant) for f in flags]))
         if changes.groups:
             groups = (changes.groups[k] for k in sorted(changes.groups))
-            steps.append(self._of(self._group, (_group_row(f) for f in groups)))
+            steps.append(Statement(self._group.sql, [_group_row(f) for f in groups]))
         if changes.members:
             members = (changes.members[k] for k in sorted(changes.members))
-            steps.append(self._of(self._member, (_member_row(f, optional) for f in members)))
+            steps.append(Statement(self._member.sql, [_member_row(f, optional) for f in members]))
         if changes.participants:
             participants = (changes.participants[k] for k in sorted(changes.participants))
-            steps.append(self._of(self._participant, (_participant_row(f) for f in participants)))
+            steps.append(Statement(self._participant.sql, [_participant_row(f) for f in participants]))
         return steps
 
     async def apply(self, connection: AsyncConnection, changes: Changes) -> None:
@@ -502,52 +498,93 @@ def _watermark_upsert(dialect: Dialect, table: Table) -> Insert:
     )
 
 
-def _user_row(fact: UserFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]) -> dict[str, Any]:
-    return {
-        "uid": fact.uid,
-        "status": fact.status,
-        "status_updated_at": optional(fact.status_updated_at_ms),
-        "status_key": fact.status_key,
-        "last_seen_at": instant(fact.last_seen_at_ms),
-        "snapshot_key": fact.snapshot_key,
-        "status_updated_key": fact.status_updated_key,
-        "status_source": fact.status_source,
-    }
+# The rows of the statements ``Writer`` checks with ``CompiledUpsert.expect``: tuples, in the order
+# of these columns (the tables' own order), values as the driver takes them.
+_INBOX: Final = ("received_at", "trigger", "body")
+_USER: Final = (
+    "uid",
+    "status",
+    "status_updated_at",
+    "status_key",
+    "last_seen_at",
+    "snapshot_key",
+    "status_updated_key",
+    "status_source",
+)
+_SESSION: Final = (
+    "uid",
+    "session_id",
+    "signal_key",
+    "live",
+    "device_id",
+    "platform",
+    "connected_at",
+    "disconnected_at",
+    "received_at",
+)
+_MESSAGE: Final = ("id", "claim", "conversation_id", "sender", "sent_at", "received_at", "edited_at", "deleted_at")
+_MARK: Final = ("conversation_id", "reader_uid", "kind", "message_id", "at", "received_at")
+_FLAG: Final = ("conversation_id", "kind", "message_id", "received_at")
+_GROUP: Final = ("guid", "key", "members_count", "deleted_key")
+_MEMBER: Final = ("guid", "uid", "key", "member", "joined_at")
+_PARTICIPANT: Final = ("conversation_id", "uid", "known_from")
+
+Row = tuple[Any, ...]
 
 
-def _session_row(
-    fact: SessionFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]
-) -> dict[str, Any]:
-    return {
-        "uid": fact.uid,
-        "session_id": fact.session_id,
-        "signal_key": fact.signal_key,
-        "live": fact.live,
-        "device_id": fact.device_id,
-        "platform": fact.platform,
-        "connected_at": optional(fact.connected_at_ms),
-        "disconnected_at": optional(fact.disconnected_at_ms),
-        "received_at": instant(fact.received_at_ms),
-    }
+# The optional instants are tested inline: these run for every row of every batch.
 
 
-def _message_row(
-    fact: MessageFact, instant: Callable[[int], Any], optional: Callable[[int | None], Any]
-) -> dict[str, Any]:
-    return {
-        "id": fact.message_id,
-        "claim": fact.claim,
-        "conversation_id": fact.conversation_id,
-        "sender": fact.sender,
-        "sent_at": optional(fact.sent_at_ms),
-        "received_at": instant(fact.received_at_ms),
-        "edited_at": optional(fact.edited_at_ms),
-        "deleted_at": optional(fact.deleted_at_ms),
-    }
+def _user_row(fact: UserFact, instant: Callable[[int], Any]) -> Row:
+    updated_at = fact.status_updated_at_ms
+    return (
+        fact.uid,
+        fact.status,
+        None if updated_at is None else instant(updated_at),
+        fact.status_key,
+        instant(fact.last_seen_at_ms),
+        fact.snapshot_key,
+        fact.status_updated_key,
+        fact.status_source,
+    )
 
 
-def _mark_row(fact: ReceiptFact | WatermarkFact, instant: Callable[[int], Any]) -> dict[str, Any]:
-    """A receipt and a watermark have the same columns; only their joins differ."""
+def _session_row(fact: SessionFact, instant: Callable[[int], Any]) -> Row:
+    connected_at, disconnected_at = fact.connected_at_ms, fact.disconnected_at_ms
+    return (
+        fact.uid,
+        fact.session_id,
+        fact.signal_key,
+        fact.live,
+        fact.device_id,
+        fact.platform,
+        None if connected_at is None else instant(connected_at),
+        None if disconnected_at is None else instant(disconnected_at),
+        instant(fact.received_at_ms),
+    )
+
+
+def _message_row(fact: MessageFact, instant: Callable[[int], Any]) -> Row:
+    sent_at, edited_at, deleted_at = fact.sent_at_ms, fact.edited_at_ms, fact.deleted_at_ms
+    return (
+        fact.message_id,
+        fact.claim,
+        fact.conversation_id,
+        fact.sender,
+        None if sent_at is None else instant(sent_at),
+        instant(fact.received_at_ms),
+        None if edited_at is None else instant(edited_at),
+        None if deleted_at is None else instant(deleted_at),
+    )
+
+
+def _watermark_row(fact: WatermarkFact, instant: Callable[[int], Any]) -> Row:
+    at, received_at = instant(fact.at_ms), instant(fact.received_at_ms)
+    return (fact.conversation_id, fact.reader, fact.kind, fact.message_id, at, received_at)
+
+
+def _mark_row(fact: ReceiptFact, instant: Callable[[int], Any]) -> dict[str, Any]:
+    """A receipt's values by name: its prune and insert take them in orders of their own."""
     return {
         "conversation_id": fact.conversation_id,
         "reader_uid": fact.reader,
@@ -568,28 +605,17 @@ def _group_receipt_row(fact: GroupReceiptFact, instant: Callable[[int], Any]) ->
     }
 
 
-def _group_flag_row(fact: GroupReceiptFlagFact, instant: Callable[[int], Any]) -> dict[str, Any]:
-    return {
-        "conversation_id": fact.conversation_id,
-        "kind": fact.kind,
-        "message_id": fact.message_id,
-        "received_at": instant(fact.received_at_ms),
-    }
+def _group_flag_row(fact: GroupReceiptFlagFact, instant: Callable[[int], Any]) -> Row:
+    return (fact.conversation_id, fact.kind, fact.message_id, instant(fact.received_at_ms))
 
 
-def _group_row(fact: GroupFact) -> dict[str, Any]:
-    return {"guid": fact.guid, "key": fact.key, "members_count": fact.members_count, "deleted_key": fact.deleted_key}
+def _group_row(fact: GroupFact) -> Row:
+    return (fact.guid, fact.key, fact.members_count, fact.deleted_key)
 
 
-def _member_row(fact: MemberFact, optional: Callable[[int | None], Any]) -> dict[str, Any]:
-    return {
-        "guid": fact.guid,
-        "uid": fact.uid,
-        "key": fact.key,
-        "member": fact.member,
-        "joined_at": optional(fact.joined_at_ms),
-    }
+def _member_row(fact: MemberFact, optional: Callable[[int | None], Any]) -> Row:
+    return (fact.guid, fact.uid, fact.key, fact.member, optional(fact.joined_at_ms))
 
 
-def _participant_row(fact: ParticipantFact) -> dict[str, Any]:
-    return {"conversation_id": fact.conversation_id, "uid": fact.uid, "known_from": fact.known_from}
+def _participant_row(fact: ParticipantFact) -> Row:
+    return (fact.conversation_id, fact.uid, fact.known_from)
