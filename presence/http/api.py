@@ -128,8 +128,7 @@ async def get_message_receipts(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no message or receipt has named message {quoted(raw_id)}")
     if not is_group(message.conversation_id):
         return json_answer(receipts_answer(message))
-    async with request.app[ENGINE].connect() as connection:
-        unread = await conversations.unread_by(connection, message.message_id, message.conversation_id, message.sender)
+    unread = await request.app[LOOKUPS].unread_by(message.message_id, message.conversation_id, message.sender)
     return json_answer(group_receipts_answer(message, unread))
 
 
