@@ -22,9 +22,13 @@ lookups reached hundreds of milliseconds). Any other SQLite error takes the
 same way, where it becomes the usual ``503``. On PostgreSQL, or with a budget of
 0, every lookup takes the ordinary way.
 
-The SQL is compiled from the statements of :mod:`presence.db.reads`, and rows are
-converted by SQLAlchemy's own result processors for the dialect, so both ways
-give the same answer by construction.
+The SQL is compiled from the statements of :mod:`presence.db.reads` and
+:mod:`presence.db.conversations`, so both ways read the same rows. :meth:`Lookups.presence`
+and :meth:`Lookups.receipts` convert them with SQLAlchemy's own result processors for the
+dialect; the answers the API writes (:meth:`Lookups.presence_answer`,
+:meth:`Lookups.receipts_answer`) are made straight from SQLite's values, with no
+``datetime`` between the stored text and the answer's (:func:`_instant`), and
+``tests/test_inline.py`` holds them equal to the ordinary way's.
 """
 
 from __future__ import annotations
