@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,10 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from presence.core.conversations import is_group
 from presence.core.facts import Changes, MessageFact, ReceiptFact, message_claim
-from presence.db import reads
+from presence.db import conversations, inline, reads
+from presence.db.engine import open_sqlite, sqlite_file
 from presence.db.inline import Lookups
 from presence.db.writes import Writer
+from presence.http import responses
 from presence.intake.accept import accept
 from presence.intake.committer import Committer
 from presence.metrics import Metrics
@@ -55,6 +60,13 @@ async def pool_receipts(engine: AsyncEngine, message_id: int) -> reads.MessageRe
         return await reads.receipts_of(connection, message_id)
 
 
+async def pool_unread_by(
+    engine: AsyncEngine, message_id: int, conversation_id: str, sender: str | None
+) -> conversations.UnreadBy:
+    async with engine.connect() as connection:
+        return await conversations.unread_by(connection, message_id, conversation_id, sender)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), history=histories())
 async def test_inline_lookups_answer_as_the_pool_does(
@@ -71,9 +83,21 @@ async def test_inline_lookups_answer_as_the_pool_does(
             await committer.submit(accept(orjson.dumps(body), received_at=NOW))
         assert lookups.inline
         for uid in [*history.uids, "nobody"]:
-            assert await lookups.presence(uid) == await pool_presence(engine, uid)
+            presence = await pool_presence(engine, uid)
+            assert await lookups.presence(uid) == presence
+            # Under no TTL, and under floors at each key the answer turns on (and just above it).
+            keys = [] if presence is None else [presence.status_key, *(c.signal_key for c in presence.connections)]
+            for floor in [None, *keys, *(key + b"\x00" for key in keys)]:
+                expected = None if presence is None else responses.presence_answer(reads.as_of(presence, floor))
+                assert await lookups.presence_answer(uid, floor) == expected
         for message_id in [*map(int, history.message_ids), 10**15]:
-            assert await lookups.receipts(message_id) == await pool_receipts(engine, message_id)
+            found = await lookups.receipts(message_id)
+            assert found == await pool_receipts(engine, message_id)
+            answer = await lookups.receipts_answer(message_id)
+            assert answer == (None if found is None else responses.receipts_answer(found))
+            if found is not None and is_group(found.conversation_id):
+                asked = (found.message_id, found.conversation_id, found.sender)
+                assert await lookups.unread_by(*asked) == await pool_unread_by(engine, *asked)
         assert fallbacks(metrics, "over_budget") == fallbacks(metrics, "error") == 0
     finally:
         await committer.close()
@@ -101,6 +125,58 @@ async def test_a_lookup_over_its_budget_leaves_the_loop_and_still_answers(engine
     finally:
         tight.close()
         roomy.close()
+
+
+async def test_a_lookup_over_its_budget_leaves_its_statement_reusable(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an interrupted lookup, the same query is compiled once more at most, then runs from the cache."""
+    await _seed_long_conversation(engine, receipts=3000)
+    compiled: list[tuple[Any, ...]] = []
+
+    def authorizer(*action: Any) -> int:
+        compiled.append(action)  # SQLite asks while it compiles a statement, never when it runs one
+        return sqlite3.SQLITE_OK
+
+    def watched(path: Path, pragmas: Sequence[str]) -> sqlite3.Connection:
+        connection = open_sqlite(path, pragmas)
+        connection.set_authorizer(authorizer)  # before the lookups compile anything: it expires statements
+        return connection
+
+    monkeypatch.setattr(inline, "open_sqlite", watched)
+    metrics = Metrics()
+    lookups = Lookups(engine, budget=10.0, metrics=metrics)
+    try:
+        expected = await pool_receipts(engine, 1)
+        assert await lookups.receipts(1) == expected
+        assert compiled
+        lookups._budget = 1e-6
+        assert await lookups.receipts(1) == expected
+        assert fallbacks(metrics, "over_budget") == 1
+        lookups._budget = 10.0
+        assert await lookups.receipts(1) == expected  # may compile it once more
+        compiled.clear()
+        assert await lookups.receipts(1) == expected
+        assert compiled == []
+    finally:
+        lookups.close()
+
+
+async def test_an_instant_stored_in_another_text_is_answered_as_the_pool_answers_it(engine: AsyncEngine) -> None:
+    """The inline answers copy the digits of the text ``Instant`` writes; any other text is read the ordinary way."""
+    await _seed_long_conversation(engine, receipts=3)
+    path = sqlite_file(engine)
+    assert path is not None
+    with contextlib.closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("UPDATE receipt SET at = '2026-11-21 10:15:30' WHERE reader_uid = 'reader-00001'")
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        found = await pool_receipts(engine, 1)
+        assert found is not None
+        assert await lookups.receipts_answer(1) == responses.receipts_answer(found)
+        assert responses.receipts_answer(found).receipts[1].read_at == "2026-11-21T10:15:30.000Z"
+    finally:
+        lookups.close()
 
 
 async def test_an_inline_failure_is_answered_by_the_pool(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:

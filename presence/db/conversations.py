@@ -14,7 +14,8 @@ the newest such event decides (so a user who left is not one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Integer,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -152,7 +154,9 @@ async def members_of(
     return Members(members=found[:limit], members_count=members_count)
 
 
-def _has_membership_row(guid: str, uid: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[bool]:
+def _has_membership_row(
+    guid: str | ColumnElement[str], uid: ColumnElement[str] | InstrumentedAttribute[str]
+) -> ColumnElement[bool]:
     """Whether a membership event has spoken about ``uid`` in the group: then it, not activity, decides."""
     return exists().where(GroupMember.guid == guid, GroupMember.uid == uid)
 
@@ -291,44 +295,95 @@ def _unread_count(conversation_id: str, uid: str, after: int) -> Any:
     return total.label("unread_count")
 
 
+#: What :func:`unread_by_steps` asks: a statement and its parameters; it is sent back the rows.
+UnreadByStep = tuple[Select[*tuple[Any, ...]], dict[str, Any]]
+
+_MEMBERS_COUNT = select(ChatGroup.members_count).where(ChatGroup.guid == bindparam("guid"))
+_COUNTED_MESSAGE: Select[*tuple[Any, ...]] = select(COUNTED, Message.sent_at).where(
+    Message.id == bindparam("message_id")
+)
+
+
 async def unread_by(connection: AsyncConnection, message_id: int, conversation_id: str, sender: str | None) -> UnreadBy:
     """A group message's known members who have not read it (contract §11), and CometChat's count.
 
     Nobody for a message that cannot be unread (not known from an ``after_message``, or deleted);
     never its sender, nor a member who joined after it was sent.
     """
+    steps = unread_by_steps(message_id, conversation_id, sender)
+    statement, parameters = next(steps)
+    while True:
+        rows: list[tuple[Any, ...]] = [tuple(row) for row in await connection.execute(statement, parameters)]
+        try:
+            statement, parameters = steps.send(rows)
+        except StopIteration as done:
+            answer: UnreadBy = done.value
+            return answer
+
+
+def unread_by_steps(
+    message_id: int, conversation_id: str, sender: str | None
+) -> Generator[UnreadByStep, list[tuple[Any, ...]], UnreadBy]:
+    """:func:`unread_by` as the statements it runs, each sent back its rows; returns the answer.
+
+    So ``presence.db.inline`` runs the very same statements on its own connection. Each is built
+    once (:func:`_unread_members`, :func:`_unread_active`): they differ only by which of the
+    message's sending time and sender are known, and by how they walk the members.
+    """
     guid = guid_of(conversation_id)
     assert guid is not None, "only a group message has unread_by"
-    members_count = (
-        await connection.execute(select(ChatGroup.members_count).where(ChatGroup.guid == guid))
-    ).scalar_one_or_none()
-    message = (await connection.execute(select(COUNTED, Message.sent_at).where(Message.id == message_id))).first()
-    if message is None or not message[0]:
+    counts = yield _MEMBERS_COUNT, {"guid": guid}
+    members_count: int | None = counts[0][0] if counts else None
+    found = yield _COUNTED_MESSAGE, {"message_id": message_id}
+    if not found or not found[0][0]:
         return UnreadBy(members_count=members_count, uids=[], truncated=False)
-    sent_at: datetime | None = message[1]
+    sent_at: datetime | None = found[0][1]
 
     wanted = UNREAD_BY_LIMIT + 1
-    # read_through (kept by triggers, migration 0009) makes "has not read it" a range of an index.
-    members = select(GroupMember.uid).join(ChatGroup, ChatGroup.guid == GroupMember.guid)
-    members = members.where(GroupMember.guid == guid, _IS_MEMBER, GroupMember.read_through < message_id)
-    active = select(ConversationParticipant.uid).where(
-        ConversationParticipant.conversation_id == conversation_id,
-        ~_has_membership_row(guid, ConversationParticipant.uid),
-        ConversationParticipant.read_through < message_id,
-    )
+    given: dict[str, Any] = {"guid": guid, "conversation_id": conversation_id, "message_id": message_id}
     if sent_at is not None:
-        members = members.where(
-            or_(GroupMember.joined_at.is_(None), GroupMember.joined_at <= literal(sent_at, Instant()))
-        )
+        given["sent_at"] = sent_at
     if sender is not None:
-        members = members.where(GroupMember.uid != sender)
-        active = active.where(ConversationParticipant.uid != sender)
-    unread_members = await _first_by_uid(connection, members, GroupMember.uid, wanted)
-    if len(unread_members) == wanted:
-        active = active.where(ConversationParticipant.uid <= unread_members[-1])  # as in members_of
-    unread_active = await _first_by_uid(connection, active, ConversationParticipant.uid, wanted)
+        given["sender"] = sender
+    known = (sent_at is not None, sender is not None)
+    unread_members = yield from _first_by_uid(lambda walk: _unread_members(*known, walk=walk), given, wanted)
+    bounded = len(unread_members) == wanted
+    if bounded:
+        given = {**given, "last_member": unread_members[-1]}  # as in members_of
+    unread_active = yield from _first_by_uid(lambda walk: _unread_active(known[1], bounded, walk=walk), given, wanted)
     uids = sorted({*unread_members, *unread_active})
     return UnreadBy(members_count=members_count, uids=uids[:UNREAD_BY_LIMIT], truncated=len(uids) > UNREAD_BY_LIMIT)
+
+
+@functools.cache
+def _unread_members(sent_at: bool, sender: bool, *, walk: bool) -> Select[Any]:
+    """The group's members who have not read ``:message_id`` (read_through, migration 0009: a range of an index)."""
+    members = select(GroupMember.uid).join(ChatGroup, ChatGroup.guid == GroupMember.guid)
+    members = members.where(
+        GroupMember.guid == bindparam("guid"), _IS_MEMBER, GroupMember.read_through < bindparam("message_id")
+    )
+    if sent_at:
+        members = members.where(
+            or_(GroupMember.joined_at.is_(None), GroupMember.joined_at <= bindparam("sent_at", type_=Instant()))
+        )
+    if sender:
+        members = members.where(GroupMember.uid != bindparam("sender"))
+    return _walked(members, GroupMember.uid, walk)
+
+
+@functools.cache
+def _unread_active(sender: bool, bounded: bool, *, walk: bool) -> Select[Any]:
+    """The conversation's participants known from activity only who have not read ``:message_id``."""
+    active = select(ConversationParticipant.uid).where(
+        ConversationParticipant.conversation_id == bindparam("conversation_id"),
+        ~_has_membership_row(bindparam("guid"), ConversationParticipant.uid),
+        ConversationParticipant.read_through < bindparam("message_id"),
+    )
+    if sender:
+        active = active.where(ConversationParticipant.uid != bindparam("sender"))
+    if bounded:
+        active = active.where(ConversationParticipant.uid <= bindparam("last_member"))
+    return _walked(active, ConversationParticipant.uid, walk)
 
 
 #: Below this many rows, the members who have not read a message are read whole through the
@@ -337,19 +392,26 @@ async def unread_by(connection: AsyncConnection, message_id: int, conversation_i
 _FEW: Final = 1000
 
 
-async def _first_by_uid(
-    connection: AsyncConnection, query: Select[str], uid: InstrumentedAttribute[str], count: int
-) -> list[str]:
+def _walked(query: Select[Any], uid: InstrumentedAttribute[str], walk: bool) -> Select[Any]:
+    """``query`` as :func:`_first_by_uid` runs it: at most :data:`_FEW` + 1 rows, or the first ``:count`` by uid."""
+    if walk:
+        return query.order_by(uid).limit(bindparam("count", type_=Integer()))
+    return query.limit(_FEW + 1)
+
+
+def _first_by_uid(
+    query: Callable[[bool], Select[Any]], given: dict[str, Any], count: int
+) -> Generator[UnreadByStep, list[tuple[Any, ...]], list[str]]:
     """The first ``count`` uids ``query`` finds, in uid order, in time that grows with the page, not the group.
 
     ``query`` filters on ``read_through``: when few rows match, the range of its index holds them all
     (however many members have read, their rows are not visited); when many do, walking the
     primary key in uid order meets a match every few rows.
     """
-    few = list((await connection.execute(query.limit(_FEW + 1))).scalars())
+    few = [uid for (uid,) in (yield query(False), given)]
     if len(few) <= _FEW:
         return sorted(few)[:count]
-    return list((await connection.execute(query.order_by(uid).limit(count))).scalars())
+    return [uid for (uid,) in (yield query(True), {**given, "count": count})]
 
 
 async def suspend_tallies(connection: AsyncConnection) -> None:

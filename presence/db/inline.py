@@ -12,13 +12,23 @@ every commit acknowledged before it started.
 A lookup must never hold the loop: each runs under a budget. SQLite's progress
 handler interrupts one that runs longer than ``budget`` seconds (a cold page
 cache, a conversation with a very long history), and it is answered the
-ordinary way instead, in the worker thread. Any other SQLite error takes the
+ordinary way instead, in the worker thread. A group message's ``unread_by``
+(``conversations.unread_by_steps``) runs here too, one statement at a time, each within
+the budget: were it left to the worker thread, that thread would take the GIL from the
+loop's lookups while they wait in SQLite (and in the progress handler, which needs the
+GIL), put them over budget, and send them to the worker thread in turn (measured on the
+benchmark's receipts, one in seven of them a group message's: the tail of the receipts
+lookups reached hundreds of milliseconds). Any other SQLite error takes the
 same way, where it becomes the usual ``503``. On PostgreSQL, or with a budget of
 0, every lookup takes the ordinary way.
 
-The SQL is compiled from the statements of :mod:`presence.db.reads`, and rows are
-converted by SQLAlchemy's own result processors for the dialect, so both ways
-give the same answer by construction.
+The SQL is compiled from the statements of :mod:`presence.db.reads` and
+:mod:`presence.db.conversations`, so both ways read the same rows. :meth:`Lookups.presence`
+and :meth:`Lookups.receipts` convert them with SQLAlchemy's own result processors for the
+dialect; the answers the API writes (:meth:`Lookups.presence_answer`,
+:meth:`Lookups.receipts_answer`) are made straight from SQLite's values, with no
+``datetime`` between the stored text and the answer's (:func:`_instant`), and
+``tests/test_inline.py`` holds them equal to the ordinary way's.
 """
 
 from __future__ import annotations
@@ -26,15 +36,20 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from sqlalchemy import CompoundSelect, Executable, Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db import reads
+from presence.core.facts import answered_status
+from presence.db import conversations, reads
+from presence.db.conversations import UnreadBy
 from presence.db.driver import CompiledQuery
 from presence.db.engine import open_sqlite, sqlite_file
 from presence.db.reads import MessageReceipts, Presence
+from presence.http import responses
 from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,9 +68,18 @@ class Lookups:
         self._path = sqlite_file(engine) if budget > 0 else None
         self._connection: sqlite3.Connection | None = None
         self._deadline = 0.0
-        dialect = engine.dialect
-        self._presence = CompiledQuery.of(reads.PRESENCE_OF, dialect)
-        self._receipts = CompiledQuery.of(reads.RECEIPTS_OF, dialect)
+        self._dialect = engine.dialect
+        #: Each statement run inline, compiled once, by the statement's identity (they are built once).
+        self._compiled: dict[int, tuple[Executable, CompiledQuery]] = {}
+        self._presence = self._query(reads.PRESENCE_OF)
+        self._receipts = self._query(reads.RECEIPTS_OF)
+        # The parameters of both, but the one asked for, bound once (their literals).
+        assert self._presence.names[0] == "uid", "the uid is the presence query's first parameter"
+        self._presence_rest = self._presence.parameters(uid=None)[1:]
+        self._receipts_parameters = _binder(self._receipts, "message_id")
+        #: The SQL each compiled query runs as (see :meth:`_interrupted`), by the query's identity.
+        self._texts: dict[int, str] = {}
+        self._interruptions = 0
 
     @property
     def inline(self) -> bool:
@@ -76,29 +100,111 @@ class Lookups:
         async with self._engine.connect() as connection:
             return await reads.receipts_of(connection, message_id)
 
+    async def presence_answer(self, uid: str, floor: bytes | None) -> responses.Presence | None:
+        """The answer of ``GET /users/{uid}/presence`` under the TTL's ``floor``: ``None`` for an unknown user.
+
+        Inline, straight from SQLite's values to the answer's (:func:`_presence_answer`); the
+        ordinary way through :class:`reads.Presence` and ``responses.presence_answer``.
+        """
+        rows = self._raw(self._presence, (uid, *self._presence_rest))
+        if rows is not None:
+            try:
+                return _presence_answer(rows, floor)
+            except _Unusual:
+                found = reads.presences_from_rows(self._presence.convert(rows)).get(uid)
+        else:
+            async with self._engine.connect() as connection:
+                found = await reads.presence_of(connection, uid)
+        return None if found is None else responses.presence_answer(reads.as_of(found, floor))
+
+    async def receipts_answer(self, message_id: int) -> responses.MessageReceipts | None:
+        """The answer of ``GET /messages/{id}/receipts`` but a group's ``unread_by``; ``None`` for an unknown message.
+
+        Inline, straight from SQLite's values (:func:`_receipts_answer`); the ordinary way through
+        :class:`reads.MessageReceipts` and ``responses.receipts_answer``.
+        """
+        rows = self._raw(self._receipts, self._receipts_parameters(message_id))
+        if rows is not None:
+            try:
+                return _receipts_answer(message_id, rows)
+            except _Unusual:
+                found = reads.receipts_from_rows(message_id, self._receipts.convert(rows))
+        else:
+            async with self._engine.connect() as connection:
+                found = await reads.receipts_of(connection, message_id)
+        return None if found is None else responses.receipts_answer(found)
+
+    async def unread_by(self, message_id: int, conversation_id: str, sender: str | None) -> UnreadBy:
+        """``conversations.unread_by``: its statements inline, each within the budget, else all the ordinary way."""
+        if self._path is not None:
+            steps = conversations.unread_by_steps(message_id, conversation_id, sender)
+            try:
+                statement, given = next(steps)
+                while True:
+                    rows = self._inline(self._query(statement), **given)
+                    if rows is None:
+                        break
+                    statement, given = steps.send(rows)
+            except StopIteration as done:
+                answer: UnreadBy = done.value
+                return answer
+        async with self._engine.connect() as connection:
+            return await conversations.unread_by(connection, message_id, conversation_id, sender)
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
     def _inline(self, query: CompiledQuery, **given: Any) -> list[tuple[Any, ...]] | None:
-        """The rows of ``query``, or ``None`` when it must take the ordinary way."""
+        """The rows of ``query``, converted, or ``None`` when it must take the ordinary way."""
+        rows = self._raw(query, query.parameters(**given))
+        return None if rows is None else query.convert(rows)
+
+    def _raw(self, query: CompiledQuery, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """The rows of ``query`` as SQLite gives them, or ``None`` when it must take the ordinary way."""
         if self._path is None:
             return None
         try:
             connection = self._connection or self._connect(self._path)
             self._deadline = time.perf_counter() + self._budget
-            rows = connection.execute(query.sql, query.parameters(**given)).fetchall()
+            sql = self._texts.get(id(query), query.sql)
+            rows: list[tuple[Any, ...]] = connection.execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
             over_budget = time.perf_counter() >= self._deadline and "interrupt" in str(error)
             reason = "over_budget" if over_budget else "error"
-            if not over_budget:
+            if over_budget:
+                self._interrupted(query)
+            else:
                 log.info("inline lookup failed (%s); asking the pool instead", error)
                 self.close()  # a fresh connection next time, should this one be broken
             if self._metrics is not None:
                 self._metrics.inline_read_fallbacks.labels(reason=reason).inc()
             return None
-        return query.convert(rows)
+        return rows
+
+    def _query(self, statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]) -> CompiledQuery:
+        known = self._compiled.get(id(statement))
+        if known is None:
+            # The statement is kept with its compiled form: its id is not reused while it is known.
+            known = self._compiled[id(statement)] = (statement, CompiledQuery.of(statement, self._dialect))
+        return known[1]
+
+    def _interrupted(self, query: CompiledQuery) -> None:
+        """Run ``query`` as new SQL text from now on: its cached statement may be unusable.
+
+        CPython 3.11's ``sqlite3`` marks a cached statement free again only when
+        ``sqlite3_reset`` returns ``SQLITE_OK``, and the first reset after a step that was
+        interrupted returns ``SQLITE_INTERRUPT``. When the interruption comes while rows are
+        fetched, that first reset is the last one: the statement stays "in use" in the
+        connection's cache, and every later run of the same text compiles a fresh statement
+        (about 100 µs for the receipts query, five times what running it costs). A comment
+        makes the text new, so it is compiled once and cached again; the stale entry ages out
+        of the cache. Reopening the connection would cost more (about 2 ms: the schema is
+        read again).
+        """
+        self._interruptions += 1
+        self._texts[id(query)] = f"/* {self._interruptions} */ {query.sql}"
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         # query_only: never write. busy_timeout=0: a lookup that would wait for a lock is
@@ -110,3 +216,117 @@ class Lookups:
 
     def _over_budget(self) -> bool:
         return time.perf_counter() >= self._deadline
+
+
+def _binder(query: CompiledQuery, name: str) -> Callable[[Any], tuple[Any, ...]]:
+    """The parameters of ``query`` given only ``name`` (which may appear several times), quicker than ``parameters``."""
+    template = query.parameters(**{name: None})
+    places = [index for index, each in enumerate(query.names) if each == name]
+
+    def bind(value: Any) -> tuple[Any, ...]:
+        values = list(template)
+        for index in places:
+            values[index] = value
+        return tuple(values)
+
+    return bind
+
+
+class _Unusual(ValueError):
+    """A stored instant not in the text :class:`presence.db.models.Instant` writes: read it the ordinary way."""
+
+
+def _instant(stored: str | None) -> str | None:
+    """A stored instant as every answer writes it (``format_instant``), without a ``datetime`` between.
+
+    SQLite holds ``2026-11-21 10:15:30.123456`` (UTC, microseconds, fixed width); the answer is
+    ``2026-11-21T10:15:30.123Z``: the same digits, the microseconds cut to milliseconds as
+    ``isoformat(timespec="milliseconds")`` cuts them. Fixed width also keeps text order equal
+    to time order, which :func:`_earliest` relies on. Any other text raises :class:`_Unusual`.
+    """
+    if stored is None:
+        return None
+    if len(stored) != _STORED_WIDTH or stored[10] != " " or stored[19] != "." or not stored[20:].isdigit():
+        raise _Unusual(stored)
+    return f"{stored[:10]}T{stored[11:23]}Z"
+
+
+_STORED_WIDTH: Final = len("2026-11-21 10:15:30.123456")
+
+
+def _earliest(*instants: str | None) -> str | None:
+    """``reads._earliest`` over answers' instants (fixed width: text order is time order)."""
+    return min((each for each in instants if each is not None), default=None)
+
+
+def _presence_answer(rows: list[tuple[Any, ...]], floor: bytes | None) -> responses.Presence | None:
+    """``responses.presence_answer(reads.as_of(presence, floor))`` from the raw rows of ``PRESENCE_OF``."""
+    if not rows:
+        return None
+    uid, status, status_updated_at, last_seen_at, _, _, _, _, source, status_key, _ = rows[0]
+    connections = []
+    live = 0
+    for row in rows:
+        session_id = row[4]
+        if session_id is None:
+            continue  # the user's row without a live session
+        live += 1
+        if floor is None or row[10] >= floor:
+            connections.append(
+                responses.Connection(
+                    session_id=session_id, device_id=row[5], platform=row[6], connected_at=_instant(row[7])
+                )
+            )
+    if floor is not None:
+        status, source = answered_status(status, source, status_key, floor, live=live, fresh=len(connections))
+    last_seen = _instant(last_seen_at)
+    assert last_seen is not None, "last_seen_at is NOT NULL"
+    return responses.Presence(
+        uid=uid,
+        status=status,
+        status_updated_at=_instant(status_updated_at),
+        last_seen_at=last_seen,
+        connections=connections,
+        status_source=responses.status_source(source),
+    )
+
+
+def _receipts_answer(message_id: int, rows: list[tuple[Any, ...]]) -> responses.MessageReceipts | None:
+    """``responses.receipts_answer(reads.receipts_from_rows(message_id, rows))`` from raw rows of ``RECEIPTS_OF``."""
+    own: tuple[Any, ...] | None = None
+    readers: list[tuple[str, str | None, str | None]] = []
+    for row in rows:
+        reader = row[2]
+        if reader is None:
+            own = row
+            continue
+        delivered_at, read_at = _instant(row[3]), _instant(row[4])
+        if delivered_at is None and read_at is None:
+            continue
+        readers.append((reader, _earliest(delivered_at, read_at), read_at))
+    if own is None:
+        return None
+    readers.sort(key=_by_uid)
+    conversation_id, sender = own[0], own[1]
+    group_delivered_at, flagged_delivered_at = _instant(own[7]), _instant(own[9])
+    group_read_at, flagged_read_at = _instant(own[10]), _instant(own[12])
+    read_by_all = group_read_at is not None or bool(own[11])
+    read_by_all_at = _earliest(group_read_at, flagged_read_at)
+    return responses.MessageReceipts(
+        message_id=str(message_id),
+        conversation_id=conversation_id,
+        sender=sender,
+        receipts=[responses.Receipt(uid=uid, delivered_at=delivered, read_at=read) for uid, delivered, read in readers],
+        delivered_count=sum(1 for _, delivered, _ in readers if delivered is not None),
+        read_count=sum(1 for _, _, read in readers if read is not None),
+        edited_at=_instant(own[5]),
+        deleted_at=_instant(own[6]),
+        delivered_to_all=read_by_all or group_delivered_at is not None or bool(own[8]),
+        delivered_to_all_at=_earliest(group_delivered_at, flagged_delivered_at, read_by_all_at),
+        read_by_all=read_by_all,
+        read_by_all_at=read_by_all_at,
+    )
+
+
+def _by_uid(reader: tuple[str, str | None, str | None]) -> str:
+    return reader[0]

@@ -23,15 +23,14 @@ from presence.http.responses import (
     SessionPage,
     UserPage,
     change_page_answer,
-    group_receipts_answer,
     json_answer,
     members_answer,
     presence_answer,
-    receipts_answer,
     sessions_answer,
     stats_answer,
     unread_answer,
     watermarks_answer,
+    with_unread_by,
 )
 
 MAX_UIDS_PER_REQUEST: Final = 500
@@ -50,12 +49,12 @@ _T = TypeVar("_T")
 
 async def get_presence(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
-    presence = None
+    answer = None
     if is_storable_id(uid):
-        presence = await request.app[LOOKUPS].presence(uid)
-    if presence is None:
+        answer = await request.app[LOOKUPS].presence_answer(uid, ttl_floor(request))
+    if answer is None:
         raise ApiError(404, "not_found", f"no connection event has been seen for user {quoted(uid)}")
-    return json_answer(presence_answer(reads.as_of(presence, ttl_floor(request))))
+    return json_answer(answer)
 
 
 async def get_presences(request: web.Request) -> web.Response:
@@ -121,16 +120,15 @@ async def get_sessions(request: web.Request) -> web.Response:
 async def get_message_receipts(request: web.Request) -> web.Response:
     raw_id = request.match_info["message_id"]
     message_id = parse_message_id(raw_id)
-    message = None
+    answer = None
     if message_id is not None:
-        message = await request.app[LOOKUPS].receipts(message_id)
-    if message is None:
+        answer = await request.app[LOOKUPS].receipts_answer(message_id)
+    if answer is None or message_id is None:
         raise ApiError(404, "not_found", f"no message or receipt has named message {quoted(raw_id)}")
-    if not is_group(message.conversation_id):
-        return json_answer(receipts_answer(message))
-    async with request.app[ENGINE].connect() as connection:
-        unread = await conversations.unread_by(connection, message.message_id, message.conversation_id, message.sender)
-    return json_answer(group_receipts_answer(message, unread))
+    if not is_group(answer.conversation_id):
+        return json_answer(answer)
+    unread = await request.app[LOOKUPS].unread_by(message_id, answer.conversation_id, answer.sender)
+    return json_answer(with_unread_by(answer, unread))
 
 
 async def get_conversation_receipts(request: web.Request) -> web.Response:
@@ -237,7 +235,8 @@ async def get_stats(request: web.Request) -> web.Response:
 
 def ttl_floor(request: web.Request) -> bytes | None:
     """The ``PRESENCE_CONNECTION_TTL`` floor of this moment (contract §10); ``None`` without a TTL."""
-    return reads.ttl_floor(request.app[SETTINGS].connection_ttl, datetime.now(UTC))
+    ttl = request.app[SETTINGS].connection_ttl
+    return None if ttl is None else reads.ttl_floor(ttl, datetime.now(UTC))
 
 
 def quoted(value: str) -> str:

@@ -385,7 +385,7 @@ def presence_answer(presence: reads.Presence) -> Presence:
             )
             for c in presence.connections
         ],
-        status_source=_source(presence.status_source),
+        status_source=status_source(presence.status_source),
     )
 
 
@@ -393,7 +393,8 @@ StatusSource = Literal["webhook", "reconcile", "expired"]
 _SOURCES: Final[dict[str, StatusSource]] = {"webhook": "webhook", "reconcile": "reconcile", "expired": "expired"}
 
 
-def _source(value: str) -> StatusSource:
+def status_source(value: str) -> StatusSource:
+    """A stored (or derived) ``status_source`` as answered: ``webhook`` for anything unknown."""
     return _SOURCES.get(value, "webhook")
 
 
@@ -418,7 +419,11 @@ def receipts_answer(message: reads.MessageReceipts) -> MessageReceipts:
 
 
 def group_receipts_answer(message: reads.MessageReceipts, unread: conversations.UnreadBy) -> GroupMessageReceipts:
-    plain = receipts_answer(message)
+    return with_unread_by(receipts_answer(message), unread)
+
+
+def with_unread_by(plain: MessageReceipts, unread: conversations.UnreadBy) -> GroupMessageReceipts:
+    """A group message's answer: its plain one and who has not read it."""
     return GroupMessageReceipts(
         **{name: getattr(plain, name) for name in plain.__struct_fields__},
         members_count=unread.members_count,
