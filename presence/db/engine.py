@@ -20,9 +20,10 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 #: WAL pages past which a commit of the intake writer checkpoints (SQLite's default is 1000).
 #: At the benchmark's batches a commit writes about 400 pages, most of them the same hot pages
 #: again (indexes keyed by uid): a checkpoint copies each distinct page once and syncs the
-#: database file once, so copying every 25 commits instead of every 2 or 3 costs less than half
-#: as much per event (docs/benchmarks.md). The price: a WAL file of up to about 40 MB (it is
-#: reused, not truncated), and a longer pause of the writer at each checkpoint.
+#: database file once, so checkpointing every 25 commits instead of every 2 or 3 copies and syncs
+#: far less per event (``bench/floor.py --batch 64``: about 8 µs of SQLite's CPU per event less,
+#: of about 55). The price: a WAL file of up to about 40 MB (reused, not truncated), and a longer
+#: pause of the writer at each checkpoint.
 SQLITE_WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
 
 
