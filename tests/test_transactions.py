@@ -8,10 +8,12 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from presence.db.driver import Step
+from presence.db.driver import CompiledQuery, Query, Step
+from presence.db.engine import SQLITE_WAL_AUTOCHECKPOINT_PAGES
 from presence.db.transactions import SqliteTransactions
 
 #: Longer than any wait below: a gate that is never opened fails the test instead of hanging it.
@@ -80,3 +82,33 @@ async def test_a_transaction_that_could_not_start_in_time_is_dropped_not_run_lat
         assert writer.started == 2  # the first and this one; the second never ran
     finally:
         await writer.close()
+
+
+async def test_the_writer_commits_with_the_writers_settings(database: Path) -> None:
+    """WAL, ``synchronous`` as configured, statement journals in memory, checkpoints every so many pages.
+
+    Read on the writer's own connection, inside one of its transactions.
+    """
+    seen: dict[str, object] = {}
+
+    def read(name: str) -> Query:
+        def keep(rows: list[tuple[Any, ...]]) -> list[Step]:
+            seen[name] = rows[0][0]
+            return []
+
+        return Query(CompiledQuery(f"PRAGMA {name}", (), {}, (None,)), (), keep)
+
+    names = ("journal_mode", "synchronous", "temp_store", "wal_autocheckpoint")
+    writer = SqliteTransactions(database, synchronous="EXTRA", timeout=5.0)
+    await writer.start()
+    try:
+        await writer.run([read(name) for name in names])
+    finally:
+        await writer.close()
+    # synchronous: 3 is EXTRA; temp_store: 2 is MEMORY.
+    assert seen == {
+        "journal_mode": "wal",
+        "synchronous": 3,
+        "temp_store": 2,
+        "wal_autocheckpoint": SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+    }

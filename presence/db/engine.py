@@ -17,6 +17,15 @@ from presence.settings import Settings
 #: How long an SQLite connection waits for another's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 
+#: WAL pages past which a commit of the intake writer checkpoints (SQLite's default is 1000).
+#: At the benchmark's batches a commit writes about 400 pages, most of them the same hot pages
+#: again (indexes keyed by uid): a checkpoint copies each distinct page once and syncs the
+#: database file once, so checkpointing every 25 commits instead of every 2 or 3 copies and syncs
+#: far less per event (``bench/floor.py --batch 64``: about 8 µs of SQLite's CPU per event less,
+#: of about 55). The price: a WAL file of up to about 40 MB (reused, not truncated), and a longer
+#: pause of the writer at each checkpoint.
+SQLITE_WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
+
 
 #: What an engine is for. ``queries``: the query API's, each statement bounded by
 #: ``query_timeout``. ``intake``: the group committer's (and migrations' and retention's), a pool
@@ -97,6 +106,50 @@ def ensure_wal(cursor: Any) -> None:
     (mode,) = cursor.fetchone()
     if str(mode).lower() != "wal":
         cursor.execute("PRAGMA journal_mode=WAL")
+
+
+def writer_pragmas(synchronous: str) -> list[str]:
+    """The intake writer's settings, run after ``busy_timeout`` and :func:`ensure_wal`.
+
+    ``synchronous`` (``Settings.sqlite_synchronous``), in WAL mode:
+
+    - ``FULL`` (the default): the WAL is synced at every commit, before the ``200``. A killed
+      process loses nothing acknowledged, and nor does a power cut or a kernel crash (on a
+      disk that honours flushes).
+    - ``EXTRA``: the same as ``FULL`` in WAL mode (its extra sync, of the directory after a
+      rollback journal is deleted, has no WAL counterpart; the WAL file's directory is synced
+      when the file is first synced at every level).
+    - ``NORMAL``: a commit is written to the WAL but not synced; the WAL is synced before each
+      checkpoint. A killed process loses nothing acknowledged (the writes are the kernel's), but
+      a power cut or a kernel crash can lose every commit since the last checkpoint's sync (up
+      to :data:`SQLITE_WAL_AUTOCHECKPOINT_PAGES` pages of them); the database stays consistent.
+
+    ``temp_store=MEMORY``: the statement journals (what an upsert's triggers touched, to undo
+    one statement) stay in memory instead of spilling to files in ``/var/tmp`` that were written
+    and never synced; they are never needed after a crash, when the whole transaction is gone.
+    ``wal_autocheckpoint``: see :data:`SQLITE_WAL_AUTOCHECKPOINT_PAGES`.
+    ``bench/floor.py`` opens its connection as the writer does (:func:`open_sqlite_writer`), so it
+    measures what intake does.
+    """
+    return [
+        f"PRAGMA synchronous={synchronous}",  # one of a fixed set, checked by Settings
+        "PRAGMA temp_store=MEMORY",
+        f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}",
+    ]
+
+
+def open_sqlite_writer(path: Path, synchronous: str, *, any_thread: bool = False) -> sqlite3.Connection:
+    """The intake writer's connection (``SqliteTransactions``'; ``bench/floor.py``'s): :func:`open_sqlite`
+    with ``busy_timeout``, then WAL, then :func:`writer_pragmas`."""
+    connection = open_sqlite(path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=any_thread)
+    try:
+        ensure_wal(connection.cursor())
+        for pragma in writer_pragmas(synchronous):
+            connection.execute(pragma)
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
 
 
 def sqlite_file(engine: AsyncEngine) -> Path | None:

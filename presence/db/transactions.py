@@ -34,7 +34,7 @@ from typing import Final, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presence.db.driver import Step, execute, execute_sqlite
-from presence.db.engine import SQLITE_BUSY_TIMEOUT_MS, ensure_wal, open_sqlite, sqlite_file
+from presence.db.engine import open_sqlite_writer, sqlite_file
 from presence.db.failures import Failure, classify, needs_new_connection
 from presence.settings import Settings
 
@@ -148,7 +148,9 @@ def _forget_task(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]
 
 
 class SqliteTransactions:
-    """One writer thread with one connection, configured as the engine's (WAL, ``synchronous``).
+    """One writer thread with one connection: WAL, ``synchronous`` as the engine's, and the writer's
+    own settings (``presence.db.engine.writer_pragmas``: statement journals in memory, checkpoints
+    every :data:`~presence.db.engine.SQLITE_WAL_AUTOCHECKPOINT_PAGES` pages).
 
     A transaction gets ``timeout`` seconds from when the thread starts it. Waiting for
     the thread to be free (behind a transaction whose caller gave up, still running to
@@ -249,13 +251,7 @@ class SqliteTransactions:
             self._disconnect()
 
     def _connect(self) -> sqlite3.Connection:
-        connection = open_sqlite(self._path, [f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"], any_thread=True)
-        try:
-            ensure_wal(connection.cursor())
-            connection.execute(f"PRAGMA synchronous={self._synchronous}")  # one of a fixed set, checked by Settings
-        except sqlite3.Error:
-            connection.close()
-            raise
+        connection = open_sqlite_writer(self._path, self._synchronous, any_thread=True)
         self._connection = connection
         return connection
 
