@@ -97,7 +97,12 @@ class Recording:
             self._presences, self._receipts, self._group_receipts, self._flags = _postgres_reads(dialect)
         else:
             self._presences, self._receipts, self._group_receipts, self._flags = _sqlite_reads(dialect)
-        self._lock = "SELECT pg_advisory_xact_lock($1, $2)"
+        #: Every uid's lock in one statement, in key order: the subquery's ORDER BY (which keeps it from
+        #: being flattened) sorts the keys before the outer query takes any lock.
+        self._lock = (
+            "SELECT pg_advisory_xact_lock($1::INTEGER, key)"
+            " FROM (SELECT key FROM unnest($2::INTEGER[]) AS keys (key) ORDER BY key) AS sorted"
+        )
 
     def batch(self, changes: Changes, sink: ChangeSink) -> BatchRecording:
         return BatchRecording(self, changes, sink)
@@ -130,7 +135,7 @@ class BatchRecording:
         if not self._users or not self._recording._postgres:
             return []
         keys = sorted({user_lock_key(uid) for uid in self._users})
-        return [Statement(self._recording._lock, [(USER_LOCK_SPACE, key) for key in keys])]
+        return [Statement(self._recording._lock, [(USER_LOCK_SPACE, keys)])]
 
     def users_before(self) -> list[Step]:
         if not self._users:
