@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,10 +100,36 @@ class Recording:
             self._presences, self._receipts, self._group_receipts, self._flags = _sqlite_reads(dialect)
         #: Every uid's lock in one statement, in key order: the subquery's ORDER BY (which keeps it from
         #: being flattened) sorts the keys before the outer query takes any lock.
+        self._together: dict[tuple[str, ...], CompiledQuery] = {}
         self._lock = (
             "SELECT pg_advisory_xact_lock($1::INTEGER, key)"
             " FROM (SELECT key FROM unnest($2::INTEGER[]) AS keys (key) ORDER BY key) AS sorted"
         )
+
+    def together(self, queries: Sequence[CompiledQuery]) -> CompiledQuery:
+        """PostgreSQL's ``queries`` as one, its one row an array of each one's rows (asyncpg decodes them).
+
+        Each query's ``ORDER BY`` holds: a subquery that sorts is not flattened, and a plain scan of
+        it keeps its order. Built once per combination of queries.
+        """
+        key = tuple(query.sql for query in queries)
+        found = self._together.get(key)
+        if found is None:
+            arrays, offset = [], 0
+            for query in queries:
+                # Its placeholders after the previous queries' ($1 of the second is $3 after two).
+                sql = _shifted(query.sql, offset)
+                # Our own compiled SQL, composed: no value is ever formatted into it.
+                arrays.append(f"ARRAY(SELECT ROW(reading.*) FROM ({sql}) AS reading)")  # noqa: S608
+                offset += len(query.names)
+            found = CompiledQuery(
+                sql="SELECT " + ", ".join(arrays),
+                names=tuple(f"p{index}" for index in range(offset)),
+                defaults={},
+                processors=(None,) * len(queries),
+            )
+            self._together[key] = found
+        return found
 
     def batch(self, changes: Changes, sink: ChangeSink) -> BatchRecording:
         return BatchRecording(self, changes, sink)
@@ -235,11 +262,34 @@ class BatchRecording:
             first(rows)
 
         readings[0] = (query, keys, afresh)
+        if recording._postgres and len(readings) > 1:
+            return [self._together(readings, numbered)]
         # Each reading's rows decide, then the next reading runs; after the last, the numbering.
         following: Callable[[], list[Step]] = numbered
         for query, keys, handle in reversed(readings):
             following = _then(self, query, keys, handle, following)
         return following()
+
+    def _together(
+        self,
+        readings: Sequence[tuple[CompiledQuery, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]],
+        following: Callable[[], list[Step]],
+    ) -> Query:
+        """On PostgreSQL, the readings after the writes in one round trip: one row of an array each.
+
+        They read one snapshot rather than one each, which changes nothing: every key they read is
+        locked by this transaction (advisory, watermark and staircase locks), and its writes are done.
+        """
+        queries = [query for query, _, _ in readings]
+        together = self._recording.together(queries)
+        params = tuple(value for query, keys, _ in readings for value in self._read(query, keys, _unused).params)
+
+        def then(rows: list[tuple[Any, ...]]) -> list[Step]:
+            for (query, _, handle), found in zip(readings, rows[0], strict=True):
+                handle(query.convert([tuple(row) for row in found]))
+            return following()
+
+        return Query(together, params, then)
 
     def _read(
         self, query: CompiledQuery, keys: Sequence[Any], keep: Callable[[list[tuple[Any, ...]]], list[Step]]
@@ -250,6 +300,23 @@ class BatchRecording:
             # One array per field of the keys: what unnest() takes apart again, row by row.
             return Query(query, tuple(list(field) for field in zip(*keys, strict=True)), keep)
         return Query(query, (list(keys),), keep)
+
+
+#: A placeholder of compiled PostgreSQL SQL, ``$1``.
+_PLACEHOLDER: Final = re.compile(r"\$(\d+)")
+
+
+def _shifted(sql: str, offset: int) -> str:
+    """Compiled PostgreSQL ``sql`` with each placeholder ``$n`` made ``$(n + offset)``."""
+
+    def shift(number: re.Match[str]) -> str:
+        return f"${int(number[1]) + offset}"
+
+    return _PLACEHOLDER.sub(shift, sql)
+
+
+def _unused(_rows: list[tuple[Any, ...]]) -> list[Step]:
+    return []
 
 
 def _then(
