@@ -2,9 +2,10 @@
 
 A batch's transaction reads what its keys hold before its writes and again after them
 (``Query`` steps), and ``presence.core.changes`` says which differences are changes; their
-bodies are the answers the query API gives now. Every key of a kind is read in one round trip:
-the keys go as one JSON array parameter (``json_each`` on SQLite, ``jsonb_array_elements`` on
-PostgreSQL), never one query per key.
+bodies are the answers the query API gives now. Every key of a kind is read in one round trip,
+never one query per key: on SQLite the keys go as one JSON array parameter (``json_each``), on
+PostgreSQL as one array per field (``unnest``), each key looked up by index; there the readings
+after the writes are one round trip together.
 
 What makes the two readings of a key belong to one transaction alone:
 
