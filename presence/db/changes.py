@@ -1,7 +1,9 @@
 """The change feed's SQL (contract §9): numbering and storing a transaction's changes, reading them back.
 
 A change is numbered as its transaction's last act: one ``UPDATE change_log … RETURNING`` takes
-the next ``seq`` numbers, and the row stays locked until the commit. So numbers are taken in
+the next ``seq`` numbers, and the row stays locked until the commit. On PostgreSQL that update,
+the changes' insert and the ``NOTIFY`` are one statement, so the lock is held for that statement
+and the ``COMMIT`` alone: it serializes every commit that records changes, on every replica. So numbers are taken in
 commit order on every backend, with any number of replicas: a transaction that took 10 has
 committed (or rolled back, giving 10 back) before another can take 11. A reader that has seen N
 never later finds a change below N appear, which a plain sequence would not promise
@@ -58,6 +60,7 @@ class ChangeRecorder:
             insert(_change), dialect, ("seq", "type", "uid", "conversation_id", "recorded_at", "body")
         )
         self._notify = "SELECT pg_notify($1, $2)"
+        self._take_store_notify = CompiledQuery(_TAKE_STORE_NOTIFY, _TAKE_STORE_NOTIFY_NAMES, {}, (None,))
 
     def steps(
         self, changes: Sequence[NewChange], *, recorded_at_ms: int, numbered: Callable[[int], None] | None = None
@@ -70,6 +73,8 @@ class ChangeRecorder:
             return []
         count = len(changes)
         recorded_at = self._instant(recorded_at_ms)
+        if self._postgres:
+            return [self._in_one_statement(changes, count, recorded_at, numbered)]
 
         def store(rows: list[tuple[object, ...]]) -> list[Step]:
             last = rows[0][0]
@@ -94,6 +99,44 @@ class ChangeRecorder:
             return steps
 
         return [Query(self._take, self._take.parameters(count=count), store)]
+
+    def _in_one_statement(
+        self, changes: Sequence[NewChange], count: int, recorded_at: Any, numbered: Callable[[int], None] | None
+    ) -> Query:
+        def heard(rows: list[tuple[object, ...]]) -> list[Step]:
+            last = rows[0][0]
+            assert isinstance(last, int)
+            if numbered is not None:
+                numbered(last)
+            return []
+
+        given = {
+            "count": count,
+            "recorded_at": recorded_at,
+            "types": [change.type for change in changes],
+            "uids": [change.uid for change in changes],
+            "conversation_ids": [change.conversation_id for change in changes],
+            "bodies": [change.body for change in changes],
+            "channel": CHANNEL,
+        }
+        return Query(self._take_store_notify, self._take_store_notify.parameters(**given), heard)
+
+
+#: PostgreSQL's numbering, storing and ``NOTIFY`` in one round trip (one statement, run last): the
+#: ``change_log`` row is locked from it to the commit, with no round trip between but the ``COMMIT``,
+#: so the committers that record changes, which it serializes, each hold it as briefly as can be.
+#: The changes are numbered in the order of the arrays (``WITH ORDINALITY``), as the other backends do.
+_TAKE_STORE_NOTIFY: Final = """\
+WITH taken AS (
+    UPDATE change_log SET last_seq = change_log.last_seq + $1::BIGINT WHERE change_log.id = 1 RETURNING last_seq
+), stored AS (
+    INSERT INTO change (seq, type, uid, conversation_id, recorded_at, body)
+    SELECT taken.last_seq - $1::BIGINT + new.position, new.type, new.uid, new.conversation_id, $2::TIMESTAMPTZ, new.body
+    FROM taken, unnest($3::VARCHAR[], $4::VARCHAR[], $5::VARCHAR[], $6::TEXT[])
+        WITH ORDINALITY AS new (type, uid, conversation_id, body, position)
+)
+SELECT taken.last_seq, pg_notify($7::TEXT, taken.last_seq::TEXT) FROM taken"""
+_TAKE_STORE_NOTIFY_NAMES: Final = ("count", "recorded_at", "types", "uids", "conversation_ids", "bodies", "channel")
 
 
 def render(seq: int, body: str) -> str:

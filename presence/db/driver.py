@@ -15,6 +15,7 @@ and ``tests/test_inline.py`` check both ways).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ClauseElement, CompoundSelect, Delete, Dialect, Insert, Select, Update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -169,6 +171,56 @@ async def execute(connection: AsyncConnection, steps: Sequence[Step]) -> None:
         else:
             result = await connection.exec_driver_sql(step.query.sql, step.params)
             await execute(connection, step.then(step.query.convert(result.fetchall())))
+
+
+async def execute_asyncpg(connection: asyncpg.Connection, steps: Sequence[Step]) -> None:
+    """Run ``steps`` on a raw asyncpg connection, each statement prepared once per connection.
+
+    The SQL is the asyncpg dialect's own (``$1::VARCHAR``), so it runs as it is; asyncpg's
+    statement cache keeps it prepared. Compared with ``exec_driver_sql``, no SQLAlchemy cursor,
+    execution context or greenlet hop per statement: about a third of the Python time of a commit.
+    """
+    for step in steps:
+        if isinstance(step, Statement):
+            if len(step.rows) == 1:
+                await connection.execute(step.sql, *step.rows[0])
+            elif (unnested := _unnested(step.sql)) is not None:
+                await connection.execute(unnested, *(list(column) for column in zip(*step.rows, strict=True)))
+            else:
+                await connection.executemany(step.sql, step.rows)
+        else:
+            rows = await connection.fetch(step.query.sql, *step.params)
+            await execute_asyncpg(connection, step.then(step.query.convert(rows)))
+
+
+#: ``INSERT INTO t (a, b) VALUES ($1::T, $2::U)`` and what follows (``ON CONFLICT``, ``RETURNING``).
+_INSERT_VALUES = re.compile(r"(INSERT INTO \S+ \([^()]*\)) VALUES \(((?:\$\d+::[^,$()]+)(?:, \$\d+::[^,$()]+)*)\)")
+
+
+@lru_cache(maxsize=256)
+def _unnested(sql: str) -> str | None:
+    """``sql``, a one-row ``INSERT … VALUES``, as one statement over arrays of its parameters, or ``None``.
+
+    ``INSERT INTO t (a, b) SELECT * FROM unnest($1::T[], $2::U[]) …``: the rows are inserted (and
+    their conflicts resolved, their triggers run) one by one in the arrays' order, as an
+    ``executemany`` would, but in one execution of one statement rather than one per row, which
+    costs PostgreSQL several times less per row. Only for a statement whose placeholders are its
+    ``VALUES``, each once and in order; a batch's rows never share a conflict key (each table's rows
+    come from a dict by that key), which ``ON CONFLICT DO UPDATE`` within one statement requires.
+    Any other statement (an ``UPDATE``, a guarded ``INSERT … SELECT``) stays an ``executemany``.
+    """
+    found = _INSERT_VALUES.match(sql)
+    if found is None or "$" in sql[found.end() :]:
+        return None
+    placeholders = found.group(2).split(", ")
+    arrays = []
+    for position, placeholder in enumerate(placeholders, start=1):
+        number, kind = placeholder[1:].split("::", 1)
+        if int(number) != position:
+            return None
+        arrays.append(f"${position}::{kind}[]")
+    # Only our own compiled SQL is rearranged here (its parameter types), never a value.
+    return f"{found.group(1)} SELECT * FROM unnest({', '.join(arrays)}){sql[found.end() :]}"  # noqa: S608
 
 
 def execute_sqlite(connection: sqlite3.Connection, steps: Sequence[Step]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -54,8 +54,11 @@ def create_engine(settings: Settings, *, role: EngineRole = "general") -> AsyncE
         # A pooled connection may have died with the server: check it before use, so the
         # service recovers from an outage by itself. A local SQLite file needs no such check, and
         # the check is a round trip per request (measured in docs/benchmarks.md, "Figures kept out of the code").
+        # Intake's check is three round trips per commit (SQLAlchemy pings in a transaction of its
+        # own): there a connection asyncpg already saw closed is replaced at checkout, for free, and
+        # the commit's own BEGIN is the ping (presence.db.transactions.EngineTransactions).
         options.update(
-            pool_pre_ping=True,
+            pool_pre_ping=role != "intake",
             pool_size=pool_size,
             max_overflow=overflow,
             pool_timeout=settings.db_pool_timeout,
@@ -65,7 +68,18 @@ def create_engine(settings: Settings, *, role: EngineRole = "general") -> AsyncE
     engine = create_async_engine(settings.database_url, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, settings.sqlite_synchronous)
+    elif role == "intake":
+        event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
     return engine
+
+
+def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """At checkout, a connection asyncpg knows closed (the server restarted, or terminated it) is replaced.
+
+    No round trip: asyncpg notices a closed socket when the event loop reads it.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.DisconnectionError("the pooled connection was closed by the server")
 
 
 def needs_own_intake_engine(settings: Settings) -> bool:

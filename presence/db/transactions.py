@@ -31,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final, Protocol
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presence.db.driver import Step, execute, execute_sqlite
+from presence.db.driver import Step, execute, execute_asyncpg, execute_sqlite
 from presence.db.engine import open_sqlite_writer, sqlite_file
 from presence.db.failures import Failure, classify, needs_new_connection
 from presence.settings import Settings
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Runs of one transaction that lost a race with a peer before its failure is given up.
 TRANSIENT_ATTEMPTS: Final = 3
+#: Pooled PostgreSQL connections found closed at ``BEGIN`` that one transaction skips (then gives up).
+_DEAD_CONNECTIONS_SKIPPED: Final = 8
 
 
 class Transactions(Protocol):
@@ -84,6 +87,7 @@ class EngineTransactions:
 
     def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
         self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         self._timeout = timeout
         #: Transactions given up on (or still running): their cleanup is awaited by close().
         self._tasks: set[asyncio.Task[None]] = set()
@@ -123,8 +127,11 @@ class EngineTransactions:
         # One deadline (_bounded's) for every attempt: a silent database is an outage, not a wait.
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as connection:
-                    await execute(connection, statements)
+                if self._postgres:
+                    await self._on_asyncpg(statements)
+                else:
+                    async with self._engine.begin() as connection:
+                        await execute(connection, statements)
             except Exception as error:
                 if classify(error) is not Failure.TRANSIENT or attempt == TRANSIENT_ATTEMPTS:
                     raise
@@ -132,6 +139,49 @@ class EngineTransactions:
                 await asyncio.sleep(0.005 * attempt)
             else:
                 return
+
+    async def _on_asyncpg(self, statements: Sequence[Step]) -> None:
+        """One transaction on the pooled connection's own asyncpg connection, SQLAlchemy left out.
+
+        The intake pool does not ping a connection at checkout (three round trips: SQLAlchemy's
+        ping is a transaction of its own): ``BEGIN`` is the ping. A connection found dead there
+        has run nothing of this transaction, so it is dropped and the next one tried, as the
+        ping would have; one that fails later, or whose statement was cancelled (a timeout), is
+        dropped too, never given back to the pool in an unknown state. A refused or conflicting
+        statement only rolls back (the connection is sound).
+        """
+        for _ in range(_DEAD_CONNECTIONS_SKIPPED + 1):
+            async with self._engine.connect() as connection:
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert isinstance(raw, asyncpg.Connection)
+                try:
+                    await raw.execute("BEGIN")
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+                    closed = raw.is_closed()
+                    await connection.invalidate()
+                    if closed:
+                        continue  # it died in the pool (a server restart): another one
+                    raise
+                except BaseException:
+                    await connection.invalidate()  # cancelled (a timeout): nothing more is tried
+                    raise
+                try:
+                    await execute_asyncpg(raw, statements)
+                    await raw.execute("COMMIT")
+                except asyncpg.PostgresError as error:
+                    if isinstance(error, asyncpg.PostgresConnectionError) or raw.is_closed():
+                        await connection.invalidate()
+                        raise
+                    try:
+                        await raw.execute("ROLLBACK")
+                    except BaseException:
+                        await connection.invalidate()
+                    raise
+                except BaseException:
+                    await connection.invalidate()
+                    raise
+                return
+        raise ConnectionError("every pooled connection to PostgreSQL was found closed")
 
     async def _select_one(self) -> None:
         async with self._engine.begin() as connection:
