@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presence.core.facts import changes_of
 from presence.core.parse import parse_event
 from presence.db import reads
+from presence.db.driver import execute
 from presence.db.engine import create_engine
+from presence.db.recording import ChangeSink
 from presence.db.writes import Writer
 from presence.http.responses import presence_answer, receipts_answer
 from tests.support import payloads
@@ -218,6 +220,50 @@ async def test_group_aggregates_that_dominate_each_other_in_concurrent_transacti
         async with observer.connect() as connection:
             rows = (await connection.execute(text("SELECT kind, message_id FROM group_receipt"))).all()
         assert [tuple(row) for row in rows] == [("read", 7)]
+    finally:
+        for engine in (first, second, observer):
+            await engine.dispose()
+        await postgres_databases.drop(url)
+
+
+async def _record(engine: AsyncEngine, body: dict[str, Any]) -> None:
+    """``body`` committed as intake commits it: its changes recorded, so its advisory locks taken first."""
+    writer = Writer(engine.dialect)
+    changes = changes_of([(parse_event(body), RECEIVED_MS)])
+    async with engine.begin() as connection:
+        await execute(connection, writer.steps((), changes, record=ChangeSink(recorded_at_ms=RECEIVED_MS)))
+
+
+@pytest.mark.postgres
+async def test_a_member_row_and_its_read_watermark_written_at_once_keep_read_through(
+    postgres_databases: Databases,
+) -> None:
+    """PostgreSQL: a reader's read receipt committed while the message that made them a participant is in flight.
+
+    Each side's trigger (migration 0009) reads before the other commits: the participant row's
+    ``read_through`` would stay -1 beside a read watermark, and ``unread_by`` would name the reader.
+    Both transactions take the reader's advisory lock first, so the receipt's waits for the message's.
+    """
+    url = await postgres_databases.fresh()
+    first, second, observer = (create_engine(make_settings(url)) for _ in range(3))
+    try:
+        # Message 6 makes the reader a participant; the receipt reads message 5, which no row of the
+        # first transaction holds, so nothing else makes the second wait for the first.
+        message = payloads.message(6, "reader_user_writer", "writer", receiver="reader")
+        read = payloads.receipt(
+            "read", 5, reader="reader", message_sender="writer", at=BASE_MS // 1000 + 10, receiver="writer"
+        )
+        writer = Writer(first.dialect)
+        changes = changes_of([(parse_event(message), RECEIVED_MS)])
+        async with first.begin() as holder:
+            await execute(holder, writer.steps((), changes, record=ChangeSink(recorded_at_ms=RECEIVED_MS)))
+            blocked = asyncio.create_task(_record(second, read))
+            await _wait_until_blocked(observer)
+            assert not blocked.done()
+        await blocked
+        async with observer.connect() as connection:
+            rows = await connection.execute(text("SELECT uid, read_through FROM conversation_participant ORDER BY uid"))
+            assert [tuple(row) for row in rows] == [("reader", 5), ("writer", -1)]
     finally:
         for engine in (first, second, observer):
             await engine.dispose()

@@ -15,6 +15,10 @@ What makes the two readings of a key belong to one transaction alone:
   taken before anything else; SQLite has one writer. Without it, two replicas' transactions on
   one user could both read the old state, and a stale event committed after a newer one would
   record the newer state a second time.
+- a member's ``read_through`` (migration 0009's triggers, kept from both sides): the same advisory
+  lock of the member's uid, for every uid whose member rows or read watermarks the batch writes.
+  A member row inserted while another transaction raised that member's watermark would otherwise
+  miss it (each trigger reads before the other commits), and ``unread_by`` would list a reader.
 
 With nothing changed no ``change_log`` step is run, so its row lock is taken only by batches
 that record something.
@@ -143,6 +147,18 @@ class BatchRecording:
         self._recording = recording
         self._sink = sink
         self._users = sorted(changes.users)
+        #: Whose advisory lock the transaction takes first: the users whose presence it records, and
+        #: those whose member rows or read watermarks it writes. The latter two keep each other's
+        #: ``read_through`` (migration 0009's triggers), which a member row inserted while another
+        #: transaction raises the member's watermark would miss: each sees neither the other's row.
+        self._locked = sorted(
+            {
+                *self._users,
+                *(uid for _, uid in changes.members),
+                *(uid for _, uid in changes.participants),
+                *(reader for _, reader, kind in changes.watermarks if kind == "read"),
+            }
+        )
         #: The time of each user's newest event in the batch: its joined status key's.
         self._user_at = {uid: order_key_ms(changes.users[uid].status_key) for uid in self._users}
         receipts = changes.receipts
@@ -160,9 +176,9 @@ class BatchRecording:
 
     def lock_users(self) -> list[Step]:
         """On PostgreSQL, the advisory lock of each uid, in order: the transaction's first step."""
-        if not self._users or not self._recording._postgres:
+        if not self._locked or not self._recording._postgres:
             return []
-        keys = sorted({user_lock_key(uid) for uid in self._users})
+        keys = sorted({user_lock_key(uid) for uid in self._locked})
         return [Statement(self._recording._lock, [(USER_LOCK_SPACE, keys)])]
 
     def users_before(self) -> list[Step]:
