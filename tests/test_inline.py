@@ -106,6 +106,57 @@ async def test_inline_lookups_answer_as_the_pool_does(
         await sqlite_databases.drop(url)
 
 
+@pytest.mark.parametrize("joined_after", [False, True])
+async def test_unread_by_inline_compares_a_join_in_the_second_of_the_message_as_the_pool_does(
+    engine: AsyncEngine, joined_after: bool
+) -> None:
+    """A join and a message in the same whole second: the sending time is bound as SQLite stores an instant.
+
+    Bound as a ``datetime`` (``2026-11-18 11:06:40+00:00``) it would compare as text below the
+    stored ``2026-11-18 11:06:40.000000``, and a member who joined as the message was sent
+    would be left out inline but listed by the pool.
+    """
+    sent_s = 1_795_000_000
+    joined_s = sent_s + 1 if joined_after else sent_s
+    bodies = [
+        {
+            "trigger": "group_member_joined",
+            "data": {
+                "group": {"guid": "g1", "membersCount": 2, "updatedAt": joined_s},
+                "members": {"carol": {"uid": "carol"}},
+            },
+        },
+        {
+            "trigger": "after_message",
+            "data": {
+                "id": "7",
+                "conversationId": "group_g1",
+                "sender": "alice",
+                "category": "message",
+                "receiverType": "group",
+                "receiver": "g1",
+                "sentAt": sent_s,
+                "data": {"text": "hi"},
+            },
+        },
+    ]
+    url = str(engine.url)
+    committer = Committer.for_settings(engine, make_settings(url))
+    await committer.start()
+    try:
+        for body in bodies:
+            await committer.submit(accept(orjson.dumps(body), received_at=datetime.fromtimestamp(sent_s + 60, UTC)))
+    finally:
+        await committer.close()
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        expected = await pool_unread_by(engine, 7, "group_g1", "alice")
+        assert expected.uids == ([] if joined_after else ["carol"])
+        assert await lookups.unread_by(7, "group_g1", "alice") == expected
+    finally:
+        lookups.close()
+
+
 async def test_a_lookup_over_its_budget_leaves_the_loop_and_still_answers(engine: AsyncEngine) -> None:
     """A long conversation makes the receipts query long: a tiny budget interrupts it, the pool answers."""
     await _seed_long_conversation(engine, receipts=3000)

@@ -37,6 +37,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -46,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presence.core.facts import answered_status
 from presence.db import conversations, reads
 from presence.db.conversations import UnreadBy
-from presence.db.driver import CompiledQuery
+from presence.db.driver import CompiledQuery, sqlite_moment
 from presence.db.engine import open_sqlite, sqlite_file
 from presence.db.reads import MessageReceipts, Presence
 from presence.http import responses
@@ -141,7 +142,7 @@ class Lookups:
             try:
                 statement, given = next(steps)
                 while True:
-                    rows = self._inline(self._query(statement), **given)
+                    rows = self._inline(self._query(statement), **_as_stored(given))
                     if rows is None:
                         break
                     statement, given = steps.send(rows)
@@ -330,3 +331,13 @@ def _receipts_answer(message_id: int, rows: list[tuple[Any, ...]]) -> responses.
 
 def _by_uid(reader: tuple[str, str | None, str | None]) -> str:
     return reader[0]
+
+
+def _as_stored(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` with each instant in the text SQLite stores (``Instant``'s bind processor's form).
+
+    The pool binds through SQLAlchemy's processors; a raw ``sqlite3`` parameter would be the
+    ``datetime``'s own text (``… 11:06:40+00:00``), which compares below the stored
+    ``… 11:06:40.000000`` of the same second.
+    """
+    return {name: sqlite_moment(value) if isinstance(value, datetime) else value for name, value in given.items()}
