@@ -133,6 +133,19 @@ class CompiledQuery:
         values = {**self.defaults, **given}
         return tuple(values[name] for name in self.names)
 
+    def binder(self, name: str) -> Callable[[Any], tuple[Any, ...]]:
+        """:meth:`parameters` given only ``name`` (which may stand in several places), its literals bound once."""
+        template = self.parameters(**{name: None})
+        places = [index for index, each in enumerate(self.names) if each == name]
+
+        def bind(value: Any) -> tuple[Any, ...]:
+            values = list(template)
+            for index in places:
+                values[index] = value
+            return tuple(values)
+
+        return bind
+
     def convert(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         pairs = [(index, process) for index, process in enumerate(self.processors) if process is not None]
         converted = []

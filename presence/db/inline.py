@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -75,9 +74,8 @@ class Lookups:
         self._presence = self._query(reads.PRESENCE_OF)
         self._receipts = self._query(reads.RECEIPTS_OF)
         # The parameters of both, but the one asked for, bound once (their literals).
-        assert self._presence.names[0] == "uid", "the uid is the presence query's first parameter"
-        self._presence_rest = self._presence.parameters(uid=None)[1:]
-        self._receipts_parameters = _binder(self._receipts, "message_id")
+        self._presence_parameters = self._presence.binder("uid")
+        self._receipts_parameters = self._receipts.binder("message_id")
         #: The SQL each compiled query runs as (see :meth:`_interrupted`), by the query's identity.
         self._texts: dict[int, str] = {}
         self._interruptions = 0
@@ -107,7 +105,7 @@ class Lookups:
         Inline, straight from SQLite's values to the answer's (:func:`_presence_answer`); the
         ordinary way through :class:`reads.Presence` and ``responses.presence_answer``.
         """
-        rows = self._raw(self._presence, (uid, *self._presence_rest))
+        rows = self._raw(self._presence, self._presence_parameters(uid))
         if rows is not None:
             try:
                 return _presence_answer(rows, floor)
@@ -217,20 +215,6 @@ class Lookups:
 
     def _over_budget(self) -> bool:
         return time.perf_counter() >= self._deadline
-
-
-def _binder(query: CompiledQuery, name: str) -> Callable[[Any], tuple[Any, ...]]:
-    """The parameters of ``query`` given only ``name`` (which may appear several times), quicker than ``parameters``."""
-    template = query.parameters(**{name: None})
-    places = [index for index, each in enumerate(query.names) if each == name]
-
-    def bind(value: Any) -> tuple[Any, ...]:
-        values = list(template)
-        for index in places:
-            values[index] = value
-        return tuple(values)
-
-    return bind
 
 
 class _Unusual(ValueError):
