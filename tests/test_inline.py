@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -285,3 +286,68 @@ async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None
         )
     async with engine.begin() as connection:
         await Writer(engine.dialect).apply(connection, changes)
+
+
+async def test_the_lookups_of_a_turn_of_the_loop_share_a_snapshot_that_ends_with_the_turn(engine: AsyncEngine) -> None:
+    """One read transaction for a turn's lookups, ended by the next turn: a commit made since is seen then."""
+    await _seed_long_conversation(engine, receipts=3)
+    path = sqlite_file(engine)
+    assert path is not None
+    _in_wal_mode(path)
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        before = await lookups.receipts_answer(1)
+        assert before is not None
+        assert before.edited_at is None
+        assert lookups._connection is not None
+        assert lookups._connection.in_transaction
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as writer:
+            writer.execute("UPDATE message SET edited_at = '2026-11-21 10:15:30.123456' WHERE id = 1")
+            # The same turn: its snapshot predates the commit, as the request it answers does.
+            assert await lookups.receipts_answer(1) == before
+            await asyncio.sleep(0)  # the next turn: the snapshot is gone, nothing of it is kept
+            assert not lookups._connection.in_transaction
+            after = await lookups.receipts_answer(1)
+            assert after is not None
+            assert after.edited_at == "2026-11-21T10:15:30.123Z"
+            await asyncio.sleep(0)
+            # No snapshot outlives its turn: a checkpoint can take the whole WAL back into the file.
+            busy, _, _ = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert busy == 0
+    finally:
+        lookups.close()
+
+
+async def test_a_snapshot_whose_connection_was_closed_ends_quietly(engine: AsyncEngine) -> None:
+    await _seed_long_conversation(engine, receipts=3)
+    path = sqlite_file(engine)
+    assert path is not None
+    _in_wal_mode(path)
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        expected = await lookups.receipts_answer(1)
+        lookups.close()  # as after an inline failure, with the turn's snapshot open
+        assert await lookups.receipts_answer(1) == expected  # a new connection, a snapshot of its own
+        await asyncio.sleep(0)
+        assert lookups._connection is not None
+        assert not lookups._connection.in_transaction
+    finally:
+        lookups.close()
+
+
+async def test_outside_wal_mode_each_lookup_is_its_own_read_transaction(engine: AsyncEngine) -> None:
+    """A rollback journal's reader holds the writer: no snapshot is kept there beyond its statement."""
+    await _seed_long_conversation(engine, receipts=3)
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        assert await lookups.receipts_answer(1) is not None
+        assert lookups._connection is not None
+        assert not lookups._connection.in_transaction
+    finally:
+        lookups.close()
+
+
+def _in_wal_mode(path: Path) -> None:
+    """The file in WAL mode, as the service's own connections put it."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)

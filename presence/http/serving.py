@@ -211,33 +211,47 @@ class ConnectionGuard:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection: aiohttp's handler inside, the head deadline and the cap around it."""
+    """One connection: aiohttp's handler inside, the head deadline and the cap around it.
+
+    The head's deadline is one timer at a time, not one a request: a head's clock starts
+    at the connection's opening and at each later request's first byte (:meth:`_start_head`,
+    one reading of the loop's clock) and stops when the request starts. The timer, when
+    it fires, closes the connection if the head pending then is late, else waits again for
+    what is left of that head's time (none pending: the next head's first byte sets it
+    again). Arming and cancelling a timer for each request cost about 1.5 µs of each (3% of
+    a ``GET /users/{uid}/presence``, py-spy), and left every request's cancelled timer
+    in the loop's heap for ``PRESENCE_HEADER_TIMEOUT``.
+    """
 
     def __init__(self, guard: ConnectionGuard, handler: asyncio.Protocol) -> None:
         self.handler = handler
         self._guard = guard
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._admitted = False
         self._in_request = False
         self._bytes_since_request = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        #: When the pending head's clock started (the loop's time); ``None``: no head is pending.
+        self._head_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
         if not self._guard._admit(self):
             transport.abort()
             return
         self._admitted = True
-        self._arm()
+        self._start_head()
         self.handler.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
             return
         if not self._in_request:
-            if self._deadline is None:
-                self._arm()  # the first byte of the next request on a kept-alive connection
+            if self._head_since is None:
+                self._start_head()  # the first byte of the next request on a kept-alive connection
             self._bytes_since_request += len(data)
         self.handler.data_received(data)
 
@@ -245,7 +259,10 @@ class _Connection(asyncio.Protocol):
         return self.handler.eof_received() if self._admitted else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._head_since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._admitted:
             return
         self._guard._closed(self)
@@ -261,7 +278,7 @@ class _Connection(asyncio.Protocol):
 
     def request_started(self) -> None:
         self._in_request = True
-        self._disarm()
+        self._head_since = None
         self._guard._busy(self)
 
     def request_finished(self) -> None:
@@ -273,16 +290,26 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    def _arm(self) -> None:
-        self._deadline = asyncio.get_running_loop().call_later(self._guard.header_timeout, self._head_too_late)
+    def _start_head(self) -> None:
+        assert self._loop is not None
+        self._head_since = now = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(now + self._guard.header_timeout, self._check_head)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _check_head(self) -> None:
+        """The timer: the pending head is late, or the timer waits for what is left of its time."""
+        assert self._loop is not None
+        self._timer = None
+        if self._head_since is None:
+            return
+        due = self._head_since + self._guard.header_timeout
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check_head)
+            return
+        self._head_since = None
+        self._head_too_late()
 
     def _head_too_late(self) -> None:
-        self._deadline = None
         transport = self._transport
         if self._in_request or transport is None or transport.is_closing():
             return
