@@ -11,7 +11,7 @@ the name of the two-argument maximum; both live in :class:`Dialect`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -24,12 +24,15 @@ from sqlalchemy import (
     Table,
     Update,
     and_,
+    any_,
     bindparam,
     case,
+    column,
     delete,
     false,
     func,
     insert,
+    literal_column,
     or_,
     select,
     true,
@@ -38,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 from presence.core.facts import (
     Changes,
@@ -53,7 +57,16 @@ from presence.core.facts import (
 )
 from presence.core.facts import GroupReceiptFlag as GroupReceiptFlagFact
 from presence.core.inbox import InboxRow
-from presence.db.driver import CompiledUpsert, Statement, Step, execute, instant_encoder, moment_encoder
+from presence.db.driver import (
+    CompiledUpsert,
+    Query,
+    Statement,
+    Step,
+    execute,
+    instant_encoder,
+    moment_encoder,
+    with_writes,
+)
 from presence.db.models import (
     CHECKPOINT_TABLES,
     Base,
@@ -105,6 +118,7 @@ class Writer:
         backend = Dialect.named(dialect.name)
         self._instant = instant_encoder(dialect)
         self._moment = moment_encoder(dialect)
+        self._postgres = dialect.name == "postgresql"
 
         def table(model: type[Base]) -> Table:
             return CHECKPOINT_TABLES[table_of(model).name] if checkpoint else table_of(model)
@@ -116,9 +130,19 @@ class Writer:
         self._superseded = CompiledUpsert(
             _superseded_sessions_cleared(table(UserSession), table(UserPresence)), dialect
         )
+        #: On PostgreSQL the same for every user of a batch in one execution, not one per user.
+        self._superseded_at_once = (
+            CompiledUpsert(_superseded_sessions_cleared_at_once(table(UserSession), table(UserPresence)), dialect)
+            if dialect.name == "postgresql"
+            else None
+        )
         self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect).expect(_MESSAGE)
         self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
         self._receipt = CompiledUpsert(_receipt_insert(backend, table(Receipt)), dialect)
+        #: On PostgreSQL the prune and the insert of a batch's receipts in one execution each, not one per receipt.
+        self._receipts_at_once = (
+            _ReceiptsAtOnce(backend, table(Receipt), dialect) if dialect.name == "postgresql" else None
+        )
         self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect).expect(_MARK)
         # The lock rows are not state: the checkpoint's writers take the same ones.
         self._group_lock = CompiledUpsert(_lock_upsert(backend, table_of(GroupReceiptLock)), dialect)
@@ -153,41 +177,80 @@ class Writer:
         if record is not None and self._recording is None:
             raise ValueError("a checkpoint writer records no changes")
         batch = None if record is None or self._recording is None else self._recording.batch(changes, record)
+        # On PostgreSQL, a recording batch sends statements that do not depend on one another as one
+        # (presence.db.driver.with_writes): a round trip each costs both sides more than most of
+        # the statements do. The uids' advisory locks, taken first, keep every other recording
+        # writer off the rows that the parts of one statement write in an order of its own.
+        merge = batch is not None and self._postgres
         steps: list[Step] = []
-        if batch is not None:
-            steps += batch.lock_users()
+        lock = [] if batch is None else batch.lock_users()
+        inbox_rows = None
         if inbox:
             moment = self._moment
-            steps.append(Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox]))
-        steps += self._presence_steps(changes, batch)
+            inbox_rows = Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox])
+        if merge and inbox_rows is not None and len(lock) == 1 and isinstance(lock[0], Statement):
+            # The inbox rows with the locks: they take no lock a peer could wait for.
+            steps += with_writes([inbox_rows], lock[0])
+        else:
+            steps += lock
+            if inbox_rows is not None:
+                steps.append(inbox_rows)
+        presence = self._presence_steps(changes, batch, merge=merge)
         if changes.messages:
             instant = self._instant
             # By conversation, then id: on PostgreSQL each message's tally trigger locks its
             # conversation's tally rows (migration 0010), so concurrent batches meet in one order.
             facts = changes.messages
             messages = (facts[k] for k in sorted(facts, key=lambda k: (facts[k].conversation_id, k)))
-            steps.append(Statement(self._message.sql, [_message_row(f, instant) for f in messages]))
-        steps += self._receipt_steps(changes, batch)
-        steps += self._group_steps(changes, batch)
-        if batch is not None:
-            steps += batch.finish()
+            message_rows = Statement(self._message.sql, [_message_row(f, instant) for f in messages])
+            if merge and changes.users and isinstance(presence[-1], Statement):
+                # With the clearing of superseded sessions, presence's last step: neither reads the other's rows.
+                *presence, superseded = presence
+                presence += with_writes([message_rows], superseded)
+            else:
+                presence.append(message_rows)
+        steps += presence
+        steps += self._receipt_steps(changes, batch, merge=merge)
+        groups = self._group_steps(changes, batch)
+        finish = [] if batch is None else batch.finish()
+        if merge and changes.participants and finish and isinstance(finish[0], Query):
+            # The participants (group_steps' last) with the first reading after the writes, which
+            # does not read them; their trigger reads the watermarks, written by then.
+            *groups, participants = groups
+            if isinstance(participants, Statement):
+                finish = [*with_writes([participants], finish[0]), *finish[1:]]
+            else:
+                groups.append(participants)
+        steps += groups
+        steps += finish
         return steps
 
-    def _presence_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+    def _presence_steps(self, changes: Changes, batch: BatchRecording | None, *, merge: bool) -> list[Step]:
         instant = self._instant
-        steps: list[Step] = [] if batch is None else batch.users_before()
+        before = [] if batch is None else batch.users_before()
+        writes: list[Statement] = []
         if changes.users:
             users = (changes.users[k] for k in sorted(changes.users))
-            steps.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
+            writes.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            steps.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
+            writes.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
+        steps: list[Step]
+        if merge and writes and len(before) == 1 and isinstance(before[0], Query):
+            # The reading of the users before the writes, in the same statement: it sees what was there before.
+            steps = with_writes(writes, before[0])
+        else:
+            steps = [*before, *writes]
         if changes.users:
             # After the sessions: a late signal older than the stored snapshot is cleared as well.
-            steps.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
+            uids = sorted(changes.users)
+            if self._superseded_at_once is not None:
+                steps.append(Statement(self._superseded_at_once.sql, [(uids,)]))
+            else:
+                steps.append(self._of(self._superseded, ({"uid": uid} for uid in uids)))
         return steps
 
-    def _receipt_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+    def _receipt_steps(self, changes: Changes, batch: BatchRecording | None, *, merge: bool) -> list[Step]:
         instant = self._instant
         steps: list[Step] = []
         if changes.watermarks:
@@ -198,10 +261,17 @@ class Writer:
             # The batch's staircases hold no receipt that dominates another, so all the deletes can go
             # before all the inserts (docs/design.md, "Receipts").
             receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
-            if batch is not None:
-                steps += batch.receipts_before()
-            steps.append(self._of(self._receipt_prune, receipts))
-            steps.append(self._of(self._receipt, receipts))
+            before = [] if batch is None else batch.receipts_before()
+            if self._receipts_at_once is None:
+                steps += [*before, self._of(self._receipt_prune, receipts), self._of(self._receipt, receipts)]
+            else:
+                prune, insert = self._receipts_at_once.statements(receipts)
+                if merge and len(before) == 1 and isinstance(before[0], Query):
+                    # The reading of the receipts before their writes, in the prune's statement: it reads what
+                    # was there before the prune.
+                    steps += [*with_writes([prune], before[0]), insert]
+                else:
+                    steps += [*before, prune, insert]
         return steps
 
     def _group_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
@@ -247,6 +317,24 @@ class Writer:
     @staticmethod
     def _of(compiled: CompiledUpsert, rows: Iterable[dict[str, Any]]) -> Statement:
         return Statement(compiled.sql, compiled.rows(rows))
+
+
+class _ReceiptsAtOnce:
+    """PostgreSQL's prune and insert of a batch's receipts, each one execution over arrays of them."""
+
+    def __init__(self, backend: Dialect, table: Table, dialect: SADialect) -> None:
+        new = _new_receipts(table)
+        self._columns = tuple(column.name for column in new.c)
+        self._prune = CompiledUpsert(_receipt_prune_at_once(table), dialect)
+        self._insert = CompiledUpsert(_receipt_insert(backend, table, _new_receipts(table)), dialect)
+
+    def statements(self, receipts: Sequence[dict[str, Any]]) -> tuple[Statement, Statement]:
+        """The prune and the insert of ``receipts`` (rows of :func:`_mark_row`), in their order."""
+        arrays = {name: [receipt[name] for receipt in receipts] for name in self._columns}
+        return (
+            Statement(self._prune.sql, self._prune.rows([arrays])),
+            Statement(self._insert.sql, self._insert.rows([arrays])),
+        )
 
 
 def _user_upsert(dialect: Dialect, table: Table) -> Insert:
@@ -307,6 +395,22 @@ def _superseded_sessions_cleared(session: Table, user: Table) -> Update:
     )
 
 
+def _superseded_sessions_cleared_at_once(session: Table, user: Table) -> Update:
+    """:func:`_superseded_sessions_cleared` for every uid of an array at once (PostgreSQL).
+
+    One execution rather than one per user: each session row is compared with its own user's
+    snapshot, so it clears what the per-user statements would. The rows it locks are of users
+    whose rows this transaction has upserted (and locked) just before, as those statements do.
+    """
+    snapshot = select(user.c.snapshot_key).where(user.c.uid == session.c.uid).scalar_subquery()
+    uids: BindParameter[Any] = bindparam("uids", type_=postgresql.ARRAY(session.c.uid.type))
+    return (
+        update(session)
+        .where(session.c.uid == any_(uids), session.c.live == true(), session.c.signal_key < snapshot)
+        .values(live=false())
+    )
+
+
 def _message_upsert(dialect: Dialect, table: Table) -> Insert:
     row = table.c
     statement = dialect.insert(table)
@@ -351,9 +455,22 @@ def _staircase(table: Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.primary_key.columns if column.name != "message_id")
 
 
-def _same_reader(table: FromClause, staircase: Sequence[str]) -> ColumnElement[bool]:
-    """The rows of the staircase (reader, kind and conversation) of the receipt bound as parameters."""
-    return and_(*(table.c[name] == bindparam(name) for name in staircase))
+#: Where a receipt statement takes the new receipt's values from, by column: one row's parameters, or
+#: the columns of ``unnest`` over arrays of them (:func:`_new_receipts`, on PostgreSQL).
+NewReceipt = Mapping[str, ColumnElement[Any]]
+
+
+def _same_reader(table: FromClause, staircase: Sequence[str], new: NewReceipt | None = None) -> ColumnElement[bool]:
+    """The rows of the staircase (reader, kind and conversation) of the new receipt (bound as parameters)."""
+    return and_(*(table.c[name] == (bindparam(name) if new is None else new[name]) for name in staircase))
+
+
+def _new_receipts(table: Table) -> TableValuedAlias:
+    """A batch's new receipts as rows: ``unnest`` over one array parameter per column, in the table's types."""
+    columns = (*_staircase(table), "message_id", "at", "received_at")
+    arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in columns]
+    typed = (column(name, table.c[name].type) for name in columns)
+    return func.unnest(*arrays).table_valued(*typed).render_derived(name="new")
 
 
 def _receipt_prune(table: Table) -> Delete:
@@ -363,47 +480,85 @@ def _receipt_prune(table: Table) -> Delete:
     by the ``(…, at)`` index) up to the new message id. Bounding the scan by both ends touches only
     the rows deleted; ``message_id <= new`` alone would read every earlier step of the reader.
     """
+    return delete(table).where(*_dominated(table, table))
+
+
+def _receipt_prune_at_once(table: Table) -> Delete:
+    """:func:`_receipt_prune` for every receipt of a batch in one execution (PostgreSQL).
+
+    Each new receipt's rows are found by a ``LATERAL`` subquery that ``OFFSET 0`` keeps from being
+    flattened, so each is looked up by index as one receipt's statement would be, whatever the
+    statistics say (joined plainly, the planner scanned the whole table while it took it for small);
+    the rows found are deleted by their ``ctid``. What one receipt's statement would see deleted by an
+    earlier one's does not change what it deletes: the batch's staircases hold no receipt that
+    dominates another, and a run's first step that another receipt deletes is deleted either way.
+    """
+    new = _new_receipts(table)
+    stored = table.alias("stored")
+    found = (
+        select(literal_column("stored.ctid").label("found"))
+        .select_from(stored)
+        .where(*_dominated(stored, table, {name: new.c[name] for name in (c.name for c in new.c)}))
+        .offset(literal_column("0"))
+        .lateral("doomed")
+    )
+    rows = select(found.c.found).select_from(new.join(found, true())).scalar_subquery()
+    return delete(table).where(literal_column(f"{table.name}.ctid") == any_(func.array(rows)))
+
+
+def _dominated(stored: FromClause, table: Table, new: NewReceipt | None = None) -> list[ColumnElement[bool]]:
+    """The conditions of :func:`_receipt_prune` on ``stored`` (``table`` or an alias of it)."""
     staircase = _staircase(table)
-    new_id: BindParameter[int] = bindparam("message_id")
-    new_at: BindParameter[Any] = bindparam("at")
+    new_id: ColumnElement[Any] = bindparam("message_id") if new is None else new["message_id"]
+    new_at: ColumnElement[Any] = bindparam("at") if new is None else new["at"]
+    new_received: ColumnElement[Any] = bindparam("received_at") if new is None else new["received_at"]
     first_later = table.alias("first_later")
     run_start = (
         select(first_later.c.message_id)
-        .where(_same_reader(first_later, staircase), first_later.c.at >= new_at)
+        .where(_same_reader(first_later, staircase, new), first_later.c.at >= new_at)
         .order_by(first_later.c.at)
         .limit(1)
-        .scalar_subquery()
     )
-    return delete(table).where(
-        _same_reader(table, staircase),
-        table.c.message_id >= run_start,
-        table.c.message_id <= new_id,
-        table.c.at >= new_at,
+    if new is not None:
+        # The new receipt's columns come from further out than the enclosing query: name them so.
+        run_start = run_start.correlate_except(first_later)
+    return [
+        _same_reader(stored, staircase, new),
+        stored.c.message_id >= run_start.scalar_subquery(),
+        stored.c.message_id <= new_id,
+        stored.c.at >= new_at,
         # Itself excepted; but the same receipt received later is dominated by its first reception.
-        or_(table.c.message_id < new_id, table.c.at > new_at, table.c.received_at > bindparam("received_at")),
-    )
+        or_(stored.c.message_id < new_id, stored.c.at > new_at, stored.c.received_at > new_received),
+    ]
 
 
-def _receipt_insert(dialect: Dialect, table: Table) -> Insert:
+def _receipt_insert(dialect: Dialect, table: Table, new: TableValuedAlias | None = None) -> Insert:
     """Insert the new receipt unless a stored one dominates it (``facts.join_receipt``).
 
     On a staircase the earliest receipt at or above the new message id is the first step there,
     so only that step is read. Run after :func:`_receipt_prune`, under the lock of the reader's
     watermark row, no stored row has the new message id and a later time, so the conflict clause
     never acts; it keeps the statement a join should that ever be untrue.
+
+    ``new``: :func:`_new_receipts`, for every receipt of a batch in one execution (PostgreSQL). No
+    receipt of a batch dominates another of its staircase, so one that would see the others
+    inserted before it decides as it does without them.
     """
     staircase = _staircase(table)
     columns = (*staircase, "message_id", "at", "received_at")
-    values = [bindparam(name, type_=table.c[name].type) for name in columns]
+    given: NewReceipt = (
+        {name: bindparam(name) for name in columns} if new is None else {name: new.c[name] for name in columns}
+    )
+    values = [bindparam(name, type_=table.c[name].type) for name in columns] if new is None else list(new.c)
     first_above = table.alias("first_above")
     earliest_above = (
         select(first_above.c.at)
-        .where(_same_reader(first_above, staircase), first_above.c.message_id >= bindparam("message_id"))
+        .where(_same_reader(first_above, staircase, given), first_above.c.message_id >= given["message_id"])
         .order_by(first_above.c.message_id)
         .limit(1)
         .scalar_subquery()
     )
-    dominated = earliest_above <= bindparam("at")
+    dominated = earliest_above <= given["at"]
     statement = dialect.insert(table).from_select(
         columns, select(*values).where(or_(earliest_above.is_(None), ~dominated))
     )
