@@ -11,7 +11,7 @@ the name of the two-argument maximum; both live in :class:`Dialect`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -27,12 +27,10 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
-    column,
     delete,
     false,
     func,
     insert,
-    literal_column,
     or_,
     select,
     true,
@@ -41,7 +39,6 @@ from sqlalchemy import (
 from sqlalchemy import Dialect as SADialect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.selectable import TableValuedAlias
 
 from presence.core.facts import (
     Changes,
@@ -139,10 +136,6 @@ class Writer:
         self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect).expect(_MESSAGE)
         self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
         self._receipt = CompiledUpsert(_receipt_insert(backend, table(Receipt)), dialect)
-        #: On PostgreSQL the prune and the insert of a batch's receipts in one execution each, not one per receipt.
-        self._receipts_at_once = (
-            _ReceiptsAtOnce(backend, table(Receipt), dialect) if dialect.name == "postgresql" else None
-        )
         self._watermark = CompiledUpsert(_watermark_upsert(backend, table(ReceiptWatermark)), dialect).expect(_MARK)
         # The lock rows are not state: the checkpoint's writers take the same ones.
         self._group_lock = CompiledUpsert(_lock_upsert(backend, table_of(GroupReceiptLock)), dialect)
@@ -210,7 +203,7 @@ class Writer:
             else:
                 presence.append(message_rows)
         steps += presence
-        steps += self._receipt_steps(changes, batch, merge=merge)
+        steps += self._receipt_steps(changes, batch)
         groups = self._group_steps(changes, batch)
         finish = [] if batch is None else batch.finish()
         if merge and changes.participants and finish and isinstance(finish[0], Query):
@@ -250,7 +243,7 @@ class Writer:
                 steps.append(self._of(self._superseded, ({"uid": uid} for uid in uids)))
         return steps
 
-    def _receipt_steps(self, changes: Changes, batch: BatchRecording | None, *, merge: bool) -> list[Step]:
+    def _receipt_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
         instant = self._instant
         steps: list[Step] = []
         if changes.watermarks:
@@ -261,17 +254,10 @@ class Writer:
             # The batch's staircases hold no receipt that dominates another, so all the deletes can go
             # before all the inserts (docs/design.md, "Receipts").
             receipts = [_mark_row(f, instant) for k in sorted(changes.receipts) for f in changes.receipts[k]]
-            before = [] if batch is None else batch.receipts_before()
-            if self._receipts_at_once is None:
-                steps += [*before, self._of(self._receipt_prune, receipts), self._of(self._receipt, receipts)]
-            else:
-                prune, insert = self._receipts_at_once.statements(receipts)
-                if merge and len(before) == 1 and isinstance(before[0], Query):
-                    # The reading of the receipts before their writes, in the prune's statement: it reads what
-                    # was there before the prune.
-                    steps += [*with_writes([prune], before[0]), insert]
-                else:
-                    steps += [*before, prune, insert]
+            if batch is not None:
+                steps += batch.receipts_before()
+            steps.append(self._of(self._receipt_prune, receipts))
+            steps.append(self._of(self._receipt, receipts))
         return steps
 
     def _group_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
@@ -317,24 +303,6 @@ class Writer:
     @staticmethod
     def _of(compiled: CompiledUpsert, rows: Iterable[dict[str, Any]]) -> Statement:
         return Statement(compiled.sql, compiled.rows(rows))
-
-
-class _ReceiptsAtOnce:
-    """PostgreSQL's prune and insert of a batch's receipts, each one execution over arrays of them."""
-
-    def __init__(self, backend: Dialect, table: Table, dialect: SADialect) -> None:
-        new = _new_receipts(table)
-        self._columns = tuple(column.name for column in new.c)
-        self._prune = CompiledUpsert(_receipt_prune_at_once(table), dialect)
-        self._insert = CompiledUpsert(_receipt_insert(backend, table, _new_receipts(table)), dialect)
-
-    def statements(self, receipts: Sequence[dict[str, Any]]) -> tuple[Statement, Statement]:
-        """The prune and the insert of ``receipts`` (rows of :func:`_mark_row`), in their order."""
-        arrays = {name: [receipt[name] for receipt in receipts] for name in self._columns}
-        return (
-            Statement(self._prune.sql, self._prune.rows([arrays])),
-            Statement(self._insert.sql, self._insert.rows([arrays])),
-        )
 
 
 def _user_upsert(dialect: Dialect, table: Table) -> Insert:
@@ -455,22 +423,9 @@ def _staircase(table: Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.primary_key.columns if column.name != "message_id")
 
 
-#: Where a receipt statement takes the new receipt's values from, by column: one row's parameters, or
-#: the columns of ``unnest`` over arrays of them (:func:`_new_receipts`, on PostgreSQL).
-NewReceipt = Mapping[str, ColumnElement[Any]]
-
-
-def _same_reader(table: FromClause, staircase: Sequence[str], new: NewReceipt | None = None) -> ColumnElement[bool]:
-    """The rows of the staircase (reader, kind and conversation) of the new receipt (bound as parameters)."""
-    return and_(*(table.c[name] == (bindparam(name) if new is None else new[name]) for name in staircase))
-
-
-def _new_receipts(table: Table) -> TableValuedAlias:
-    """A batch's new receipts as rows: ``unnest`` over one array parameter per column, in the table's types."""
-    columns = (*_staircase(table), "message_id", "at", "received_at")
-    arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in columns]
-    typed = (column(name, table.c[name].type) for name in columns)
-    return func.unnest(*arrays).table_valued(*typed).render_derived(name="new")
+def _same_reader(table: FromClause, staircase: Sequence[str]) -> ColumnElement[bool]:
+    """The rows of the staircase (reader, kind and conversation) of the receipt bound as parameters."""
+    return and_(*(table.c[name] == bindparam(name) for name in staircase))
 
 
 def _receipt_prune(table: Table) -> Delete:
@@ -480,85 +435,47 @@ def _receipt_prune(table: Table) -> Delete:
     by the ``(…, at)`` index) up to the new message id. Bounding the scan by both ends touches only
     the rows deleted; ``message_id <= new`` alone would read every earlier step of the reader.
     """
-    return delete(table).where(*_dominated(table, table))
-
-
-def _receipt_prune_at_once(table: Table) -> Delete:
-    """:func:`_receipt_prune` for every receipt of a batch in one execution (PostgreSQL).
-
-    Each new receipt's rows are found by a ``LATERAL`` subquery that ``OFFSET 0`` keeps from being
-    flattened, so each is looked up by index as one receipt's statement would be, whatever the
-    statistics say (joined plainly, the planner scanned the whole table while it took it for small);
-    the rows found are deleted by their ``ctid``. What one receipt's statement would see deleted by an
-    earlier one's does not change what it deletes: the batch's staircases hold no receipt that
-    dominates another, and a run's first step that another receipt deletes is deleted either way.
-    """
-    new = _new_receipts(table)
-    stored = table.alias("stored")
-    found = (
-        select(literal_column("stored.ctid").label("found"))
-        .select_from(stored)
-        .where(*_dominated(stored, table, {name: new.c[name] for name in (c.name for c in new.c)}))
-        .offset(literal_column("0"))
-        .lateral("doomed")
-    )
-    rows = select(found.c.found).select_from(new.join(found, true())).scalar_subquery()
-    return delete(table).where(literal_column(f"{table.name}.ctid") == any_(func.array(rows)))
-
-
-def _dominated(stored: FromClause, table: Table, new: NewReceipt | None = None) -> list[ColumnElement[bool]]:
-    """The conditions of :func:`_receipt_prune` on ``stored`` (``table`` or an alias of it)."""
     staircase = _staircase(table)
-    new_id: ColumnElement[Any] = bindparam("message_id") if new is None else new["message_id"]
-    new_at: ColumnElement[Any] = bindparam("at") if new is None else new["at"]
-    new_received: ColumnElement[Any] = bindparam("received_at") if new is None else new["received_at"]
+    new_id: BindParameter[int] = bindparam("message_id")
+    new_at: BindParameter[Any] = bindparam("at")
     first_later = table.alias("first_later")
     run_start = (
         select(first_later.c.message_id)
-        .where(_same_reader(first_later, staircase, new), first_later.c.at >= new_at)
+        .where(_same_reader(first_later, staircase), first_later.c.at >= new_at)
         .order_by(first_later.c.at)
         .limit(1)
+        .scalar_subquery()
     )
-    if new is not None:
-        # The new receipt's columns come from further out than the enclosing query: name them so.
-        run_start = run_start.correlate_except(first_later)
-    return [
-        _same_reader(stored, staircase, new),
-        stored.c.message_id >= run_start.scalar_subquery(),
-        stored.c.message_id <= new_id,
-        stored.c.at >= new_at,
+    return delete(table).where(
+        _same_reader(table, staircase),
+        table.c.message_id >= run_start,
+        table.c.message_id <= new_id,
+        table.c.at >= new_at,
         # Itself excepted; but the same receipt received later is dominated by its first reception.
-        or_(stored.c.message_id < new_id, stored.c.at > new_at, stored.c.received_at > new_received),
-    ]
+        or_(table.c.message_id < new_id, table.c.at > new_at, table.c.received_at > bindparam("received_at")),
+    )
 
 
-def _receipt_insert(dialect: Dialect, table: Table, new: TableValuedAlias | None = None) -> Insert:
+def _receipt_insert(dialect: Dialect, table: Table) -> Insert:
     """Insert the new receipt unless a stored one dominates it (``facts.join_receipt``).
 
     On a staircase the earliest receipt at or above the new message id is the first step there,
     so only that step is read. Run after :func:`_receipt_prune`, under the lock of the reader's
     watermark row, no stored row has the new message id and a later time, so the conflict clause
     never acts; it keeps the statement a join should that ever be untrue.
-
-    ``new``: :func:`_new_receipts`, for every receipt of a batch in one execution (PostgreSQL). No
-    receipt of a batch dominates another of its staircase, so one that would see the others
-    inserted before it decides as it does without them.
     """
     staircase = _staircase(table)
     columns = (*staircase, "message_id", "at", "received_at")
-    given: NewReceipt = (
-        {name: bindparam(name) for name in columns} if new is None else {name: new.c[name] for name in columns}
-    )
-    values = [bindparam(name, type_=table.c[name].type) for name in columns] if new is None else list(new.c)
+    values = [bindparam(name, type_=table.c[name].type) for name in columns]
     first_above = table.alias("first_above")
     earliest_above = (
         select(first_above.c.at)
-        .where(_same_reader(first_above, staircase, given), first_above.c.message_id >= given["message_id"])
+        .where(_same_reader(first_above, staircase), first_above.c.message_id >= bindparam("message_id"))
         .order_by(first_above.c.message_id)
         .limit(1)
         .scalar_subquery()
     )
-    dominated = earliest_above <= given["at"]
+    dominated = earliest_above <= bindparam("at")
     statement = dialect.insert(table).from_select(
         columns, select(*values).where(or_(earliest_above.is_(None), ~dominated))
     )
