@@ -236,6 +236,74 @@ def _unnested(sql: str) -> str | None:
     return f"{found.group(1)} SELECT * FROM unnest({', '.join(arrays)}){sql[found.end() :]}"  # noqa: S608
 
 
+def with_writes(writes: Sequence[Statement], last: Statement | Query) -> list[Step]:
+    """On PostgreSQL, ``writes`` and then ``last`` as one statement: the writes as ``WITH`` clauses.
+
+    One round trip instead of one per statement. Only for statements that do not depend on one
+    another: all the parts of one statement run on one snapshot, so none sees what the others
+    write, and a reading among them (``last`` a :class:`Query`) finds the state before them all.
+    A write that does not run as one execution (one row, or an ``INSERT … VALUES`` that
+    :func:`_unnested` rewrites) stays a statement of its own, before the merged one.
+    """
+    alone: list[Statement] = []
+    parts: list[tuple[str, tuple[Any, ...]]] = []
+    for write in writes:
+        single = _one_execution(write)
+        if single is None:
+            alone.append(write)
+        else:
+            parts.append(single)
+    main = _one_execution(last) if isinstance(last, Statement) else (last.query.sql, last.params)
+    if not parts or main is None:
+        return [*writes, last]
+    main_sql, main_params = main
+    sql = _merged_sql(tuple(sql for sql, _ in parts), main_sql, len(main_params), tuple(len(p) for _, p in parts))
+    params = (*main_params, *(value for _, values in parts for value in values))
+    merged: Statement | Query
+    if isinstance(last, Statement):
+        merged = Statement(sql, [params])
+    else:
+        query = CompiledQuery(sql, tuple(f"p{index}" for index in range(len(params))), {}, last.query.processors)
+        merged = Query(query, params, last.then)
+    return [*alone, merged]
+
+
+def _one_execution(statement: Statement) -> tuple[str, tuple[Any, ...]] | None:
+    """``statement`` as one execution on asyncpg: its SQL and parameters, as :func:`execute_asyncpg` runs it."""
+    if len(statement.rows) == 1:
+        return statement.sql, statement.rows[0]
+    unnested = _unnested(statement.sql)
+    if unnested is None or not statement.rows:
+        return None
+    return unnested, tuple(list(column) for column in zip(*statement.rows, strict=True))
+
+
+#: A placeholder of compiled PostgreSQL SQL, ``$1``.
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def shifted(sql: str, offset: int) -> str:
+    """Compiled PostgreSQL ``sql`` with each placeholder ``$n`` made ``$(n + offset)``."""
+
+    def shift(number: re.Match[str]) -> str:
+        return f"${int(number[1]) + offset}"
+
+    return _PLACEHOLDER.sub(shift, sql)
+
+
+@lru_cache(maxsize=256)
+def _merged_sql(writes: tuple[str, ...], main: str, main_count: int, counts: tuple[int, ...]) -> str:
+    """``main`` after ``WITH`` clauses of ``writes``; the main statement's parameters first, then each write's."""
+    clauses, offset = [], main_count
+    for index, (write, count) in enumerate(zip(writes, counts, strict=True)):
+        # Our own compiled SQL, composed: no value is ever formatted into it.
+        clauses.append(f"merged_{index} AS ({shifted(write, offset)})")
+        offset += count
+    if main.startswith("WITH "):
+        return "WITH " + ", ".join(clauses) + ", " + main[len("WITH ") :]
+    return "WITH " + ", ".join(clauses) + " " + main
+
+
 def execute_sqlite(connection: sqlite3.Connection, steps: Sequence[Step]) -> None:
     """Run ``steps`` on a raw ``sqlite3`` connection (the writer thread's)."""
     for step in steps:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Update,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -53,7 +54,16 @@ from presence.core.facts import (
 )
 from presence.core.facts import GroupReceiptFlag as GroupReceiptFlagFact
 from presence.core.inbox import InboxRow
-from presence.db.driver import CompiledUpsert, Statement, Step, execute, instant_encoder, moment_encoder
+from presence.db.driver import (
+    CompiledUpsert,
+    Query,
+    Statement,
+    Step,
+    execute,
+    instant_encoder,
+    moment_encoder,
+    with_writes,
+)
 from presence.db.models import (
     CHECKPOINT_TABLES,
     Base,
@@ -105,6 +115,7 @@ class Writer:
         backend = Dialect.named(dialect.name)
         self._instant = instant_encoder(dialect)
         self._moment = moment_encoder(dialect)
+        self._postgres = dialect.name == "postgresql"
 
         def table(model: type[Base]) -> Table:
             return CHECKPOINT_TABLES[table_of(model).name] if checkpoint else table_of(model)
@@ -115,6 +126,12 @@ class Writer:
         self._session = CompiledUpsert(_session_upsert(backend, table(UserSession)), dialect).expect(_SESSION)
         self._superseded = CompiledUpsert(
             _superseded_sessions_cleared(table(UserSession), table(UserPresence)), dialect
+        )
+        #: On PostgreSQL the same for every user of a batch in one execution, not one per user.
+        self._superseded_at_once = (
+            CompiledUpsert(_superseded_sessions_cleared_at_once(table(UserSession), table(UserPresence)), dialect)
+            if dialect.name == "postgresql"
+            else None
         )
         self._message = CompiledUpsert(_message_upsert(backend, table(Message)), dialect).expect(_MESSAGE)
         self._receipt_prune = CompiledUpsert(_receipt_prune(table(Receipt)), dialect)
@@ -153,38 +170,77 @@ class Writer:
         if record is not None and self._recording is None:
             raise ValueError("a checkpoint writer records no changes")
         batch = None if record is None or self._recording is None else self._recording.batch(changes, record)
+        # On PostgreSQL, a recording batch sends statements that do not depend on one another as one
+        # (presence.db.driver.with_writes): a round trip each costs both sides more than most of
+        # the statements do. The uids' advisory locks, taken first, keep every other recording
+        # writer off the rows that the parts of one statement write in an order of its own.
+        merge = batch is not None and self._postgres
         steps: list[Step] = []
-        if batch is not None:
-            steps += batch.lock_users()
+        lock = [] if batch is None else batch.lock_users()
+        inbox_rows = None
         if inbox:
             moment = self._moment
-            steps.append(Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox]))
-        steps += self._presence_steps(changes, batch)
+            inbox_rows = Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox])
+        if merge and inbox_rows is not None and len(lock) == 1 and isinstance(lock[0], Statement):
+            # The inbox rows with the locks: they take no lock a peer could wait for.
+            steps += with_writes([inbox_rows], lock[0])
+        else:
+            steps += lock
+            if inbox_rows is not None:
+                steps.append(inbox_rows)
+        presence = self._presence_steps(changes, batch, merge=merge)
         if changes.messages:
             instant = self._instant
             # By conversation, then id: on PostgreSQL each message's tally trigger locks its
             # conversation's tally rows (migration 0010), so concurrent batches meet in one order.
             facts = changes.messages
             messages = (facts[k] for k in sorted(facts, key=lambda k: (facts[k].conversation_id, k)))
-            steps.append(Statement(self._message.sql, [_message_row(f, instant) for f in messages]))
+            message_rows = Statement(self._message.sql, [_message_row(f, instant) for f in messages])
+            if merge and changes.users and isinstance(presence[-1], Statement):
+                # With the clearing of superseded sessions, presence's last step: neither reads the other's rows.
+                *presence, superseded = presence
+                presence += with_writes([message_rows], superseded)
+            else:
+                presence.append(message_rows)
+        steps += presence
         steps += self._receipt_steps(changes, batch)
-        steps += self._group_steps(changes, batch)
-        if batch is not None:
-            steps += batch.finish()
+        groups = self._group_steps(changes, batch)
+        finish = [] if batch is None else batch.finish()
+        if merge and changes.participants and finish and isinstance(finish[0], Query):
+            # The participants (group_steps' last) with the first reading after the writes, which
+            # does not read them; their trigger reads the watermarks, written by then.
+            *groups, participants = groups
+            if isinstance(participants, Statement):
+                finish = [*with_writes([participants], finish[0]), *finish[1:]]
+            else:
+                groups.append(participants)
+        steps += groups
+        steps += finish
         return steps
 
-    def _presence_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
+    def _presence_steps(self, changes: Changes, batch: BatchRecording | None, *, merge: bool) -> list[Step]:
         instant = self._instant
-        steps: list[Step] = [] if batch is None else batch.users_before()
+        before = [] if batch is None else batch.users_before()
+        writes: list[Statement] = []
         if changes.users:
             users = (changes.users[k] for k in sorted(changes.users))
-            steps.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
+            writes.append(Statement(self._user.sql, [_user_row(f, instant) for f in users]))
         if changes.sessions:
             sessions = (changes.sessions[k] for k in sorted(changes.sessions))
-            steps.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
+            writes.append(Statement(self._session.sql, [_session_row(f, instant) for f in sessions]))
+        steps: list[Step]
+        if merge and writes and len(before) == 1 and isinstance(before[0], Query):
+            # The reading of the users before the writes, in the same statement: it sees what was there before.
+            steps = with_writes(writes, before[0])
+        else:
+            steps = [*before, *writes]
         if changes.users:
             # After the sessions: a late signal older than the stored snapshot is cleared as well.
-            steps.append(self._of(self._superseded, ({"uid": uid} for uid in sorted(changes.users))))
+            uids = sorted(changes.users)
+            if self._superseded_at_once is not None:
+                steps.append(Statement(self._superseded_at_once.sql, [(uids,)]))
+            else:
+                steps.append(self._of(self._superseded, ({"uid": uid} for uid in uids)))
         return steps
 
     def _receipt_steps(self, changes: Changes, batch: BatchRecording | None) -> list[Step]:
@@ -303,6 +359,22 @@ def _superseded_sessions_cleared(session: Table, user: Table) -> Update:
     return (
         update(session)
         .where(session.c.uid == bindparam("uid"), session.c.live == true(), session.c.signal_key < snapshot)
+        .values(live=false())
+    )
+
+
+def _superseded_sessions_cleared_at_once(session: Table, user: Table) -> Update:
+    """:func:`_superseded_sessions_cleared` for every uid of an array at once (PostgreSQL).
+
+    One execution rather than one per user: each session row is compared with its own user's
+    snapshot, so it clears what the per-user statements would. The rows it locks are of users
+    whose rows this transaction has upserted (and locked) just before, as those statements do.
+    """
+    snapshot = select(user.c.snapshot_key).where(user.c.uid == session.c.uid).scalar_subquery()
+    uids: BindParameter[Any] = bindparam("uids", type_=postgresql.ARRAY(session.c.uid.type))
+    return (
+        update(session)
+        .where(session.c.uid == any_(uids), session.c.live == true(), session.c.signal_key < snapshot)
         .values(live=false())
     )
 
