@@ -318,6 +318,34 @@ async def test_the_lookups_of_a_turn_of_the_loop_share_a_snapshot_that_ends_with
         lookups.close()
 
 
+async def test_the_commit_that_ends_a_turns_snapshot_is_not_held_to_the_last_lookups_budget(
+    engine: AsyncEngine,
+) -> None:
+    """A busy turn outlasts its first lookup's budget: ending its snapshot must not be interrupted for that.
+
+    SQLite's progress handler runs every ``PROGRESS_STEP`` steps of a statement, counted on across
+    a cached statement's runs, so now and then it runs during the ``COMMIT`` too. Here it runs at
+    every step, and the turn's last lookup began longer ago than the budget.
+    """
+    await _seed_long_conversation(engine, receipts=3)
+    path = sqlite_file(engine)
+    assert path is not None
+    _in_wal_mode(path)
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        assert await lookups.receipts_answer(1) is not None
+        connection = lookups._connection
+        assert connection is not None
+        assert connection.in_transaction
+        connection.set_progress_handler(lookups._over_budget, 1)
+        lookups._deadline = 0.0  # the turn's lookups began long ago
+        await asyncio.sleep(0)  # the next turn ends the snapshot
+        assert lookups._connection is connection, "the connection was dropped: its COMMIT was interrupted"
+        assert not connection.in_transaction
+    finally:
+        lookups.close()
+
+
 async def test_a_snapshot_whose_connection_was_closed_ends_quietly(engine: AsyncEngine) -> None:
     await _seed_long_conversation(engine, receipts=3)
     path = sqlite_file(engine)

@@ -204,15 +204,19 @@ class Lookups:
     def _snapshot(self, connection: sqlite3.Connection) -> None:
         """Open a read transaction on ``connection`` for the rest of this turn of the loop (see the module)."""
         self._deadline = time.perf_counter() + self._budget
+        # Queued first: a snapshot is never open without the callback that ends it.
+        asyncio.get_running_loop().call_soon(self._end_snapshot, connection)
         connection.execute("BEGIN")  # deferred: the lookup's statement takes the snapshot
         self._reading = connection
-        asyncio.get_running_loop().call_soon(self._end_snapshot, connection)
 
     def _end_snapshot(self, connection: sqlite3.Connection) -> None:
         if self._reading is connection:
             self._reading = None
         try:
             if connection.in_transaction:
+                # The progress handler also watches COMMIT (its count of steps runs on across a
+                # cached statement's runs): a budget of its own, not the last lookup's, long past.
+                self._deadline = time.perf_counter() + self._budget
                 connection.execute("COMMIT")
         except sqlite3.ProgrammingError:
             pass  # closed since (:meth:`close`): its snapshot ended with it
