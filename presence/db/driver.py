@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import ClauseElement, CompoundSelect, Delete, Dialect, Insert, Select, Update
@@ -236,14 +236,18 @@ def _unnested(sql: str) -> str | None:
     return f"{found.group(1)} SELECT * FROM unnest({', '.join(arrays)}){sql[found.end() :]}"  # noqa: S608
 
 
-def with_writes(writes: Sequence[Statement], last: Statement | Query) -> list[Step]:
-    """On PostgreSQL, ``writes`` and then ``last`` as one statement: the writes as ``WITH`` clauses.
+def with_writes(
+    writes: Sequence[Statement], last: Statement | Query, *, unmerged: Literal["before", "after"]
+) -> list[Step]:
+    """On PostgreSQL, ``writes`` and ``last`` as one statement: the writes as ``WITH`` clauses of ``last``.
 
     One round trip instead of one per statement. Only for statements that do not depend on one
     another: all the parts of one statement run on one snapshot, so none sees what the others
     write, and a reading among them (``last`` a :class:`Query`) finds the state before them all.
     A write that does not run as one execution (one row, or an ``INSERT … VALUES`` that
-    :func:`_unnested` rewrites) stays a statement of its own, before the merged one.
+    :func:`_unnested` rewrites) stays a statement of its own, ``unmerged`` the merged one: the
+    order the caller needs when they cannot be one. A reading of the state before the writes
+    says ``"after"`` (it must not see them), one that must see them ``"before"``.
     """
     alone: list[Statement] = []
     parts: list[tuple[str, tuple[Any, ...]]] = []
@@ -255,7 +259,7 @@ def with_writes(writes: Sequence[Statement], last: Statement | Query) -> list[St
             parts.append(single)
     main = _one_execution(last) if isinstance(last, Statement) else (last.query.sql, last.params)
     if not parts or main is None:
-        return [*writes, last]
+        return [*writes, last] if unmerged == "before" else [last, *writes]
     main_sql, main_params = main
     sql = _merged_sql(tuple(sql for sql, _ in parts), main_sql, len(main_params), tuple(len(p) for _, p in parts))
     params = (*main_params, *(value for _, values in parts for value in values))
@@ -265,7 +269,7 @@ def with_writes(writes: Sequence[Statement], last: Statement | Query) -> list[St
     else:
         query = CompiledQuery(sql, tuple(f"p{index}" for index in range(len(params))), {}, last.query.processors)
         merged = Query(query, params, last.then)
-    return [*alone, merged]
+    return [*alone, merged] if unmerged == "before" else [merged, *alone]
 
 
 def _one_execution(statement: Statement) -> tuple[str, tuple[Any, ...]] | None:

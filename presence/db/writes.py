@@ -173,7 +173,10 @@ class Writer:
         # On PostgreSQL, a recording batch sends statements that do not depend on one another as one
         # (presence.db.driver.with_writes): a round trip each costs both sides more than most of
         # the statements do. The uids' advisory locks, taken first, keep every other recording
-        # writer off the rows that the parts of one statement write in an order of its own.
+        # writer off the rows that the parts of one statement write in an order of its own
+        # (PostgreSQL 15 runs the main query, then the WITH clauses last to first). A writer that
+        # takes no such lock (``presence rebuild`` beside intake) can deadlock with one: PostgreSQL
+        # then fails one of the two (40P01), which is transient and retried.
         merge = batch is not None and self._postgres
         steps: list[Step] = []
         lock = [] if batch is None else batch.lock_users()
@@ -183,7 +186,7 @@ class Writer:
             inbox_rows = Statement(self._inbox.sql, [(moment(r.received_at), r.trigger, r.body) for r in inbox])
         if merge and inbox_rows is not None and len(lock) == 1 and isinstance(lock[0], Statement):
             # The inbox rows with the locks: they take no lock a peer could wait for.
-            steps += with_writes([inbox_rows], lock[0])
+            steps += with_writes([inbox_rows], lock[0], unmerged="after")
         else:
             steps += lock
             if inbox_rows is not None:
@@ -199,7 +202,7 @@ class Writer:
             if merge and changes.users and isinstance(presence[-1], Statement):
                 # With the clearing of superseded sessions, presence's last step: neither reads the other's rows.
                 *presence, superseded = presence
-                presence += with_writes([message_rows], superseded)
+                presence += with_writes([message_rows], superseded, unmerged="after")
             else:
                 presence.append(message_rows)
         steps += presence
@@ -211,7 +214,7 @@ class Writer:
             # does not read them; their trigger reads the watermarks, written by then.
             *groups, participants = groups
             if isinstance(participants, Statement):
-                finish = [*with_writes([participants], finish[0]), *finish[1:]]
+                finish = [*with_writes([participants], finish[0], unmerged="before"), *finish[1:]]
             else:
                 groups.append(participants)
         steps += groups
@@ -231,7 +234,7 @@ class Writer:
         steps: list[Step]
         if merge and writes and len(before) == 1 and isinstance(before[0], Query):
             # The reading of the users before the writes, in the same statement: it sees what was there before.
-            steps = with_writes(writes, before[0])
+            steps = with_writes(writes, before[0], unmerged="after")
         else:
             steps = [*before, *writes]
         if changes.users:
