@@ -290,12 +290,7 @@ async def _seed_long_conversation(engine: AsyncEngine, *, receipts: int) -> None
 
 async def test_the_lookups_of_a_turn_of_the_loop_share_a_snapshot_that_ends_with_the_turn(engine: AsyncEngine) -> None:
     """One read transaction for a turn's lookups, ended by the next turn: a commit made since is seen then."""
-    await _seed_long_conversation(engine, receipts=3)
-    path = sqlite_file(engine)
-    assert path is not None
-    _in_wal_mode(path)
-    lookups = Lookups(engine, budget=10.0)
-    try:
+    async with _lookups_in_wal_mode(engine) as (lookups, path):
         before = await lookups.receipts_answer(1)
         assert before is not None
         assert before.edited_at is None
@@ -314,8 +309,6 @@ async def test_the_lookups_of_a_turn_of_the_loop_share_a_snapshot_that_ends_with
             # No snapshot outlives its turn: a checkpoint can take the whole WAL back into the file.
             busy, _, _ = writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             assert busy == 0
-    finally:
-        lookups.close()
 
 
 async def test_the_commit_that_ends_a_turns_snapshot_is_not_held_to_the_last_lookups_budget(
@@ -327,12 +320,7 @@ async def test_the_commit_that_ends_a_turns_snapshot_is_not_held_to_the_last_loo
     a cached statement's runs, so now and then it runs during the ``COMMIT`` too. Here it runs at
     every step, and the turn's last lookup began longer ago than the budget.
     """
-    await _seed_long_conversation(engine, receipts=3)
-    path = sqlite_file(engine)
-    assert path is not None
-    _in_wal_mode(path)
-    lookups = Lookups(engine, budget=10.0)
-    try:
+    async with _lookups_in_wal_mode(engine) as (lookups, _):
         assert await lookups.receipts_answer(1) is not None
         connection = lookups._connection
         assert connection is not None
@@ -342,25 +330,16 @@ async def test_the_commit_that_ends_a_turns_snapshot_is_not_held_to_the_last_loo
         await asyncio.sleep(0)  # the next turn ends the snapshot
         assert lookups._connection is connection, "the connection was dropped: its COMMIT was interrupted"
         assert not connection.in_transaction
-    finally:
-        lookups.close()
 
 
 async def test_a_snapshot_whose_connection_was_closed_ends_quietly(engine: AsyncEngine) -> None:
-    await _seed_long_conversation(engine, receipts=3)
-    path = sqlite_file(engine)
-    assert path is not None
-    _in_wal_mode(path)
-    lookups = Lookups(engine, budget=10.0)
-    try:
+    async with _lookups_in_wal_mode(engine) as (lookups, _):
         expected = await lookups.receipts_answer(1)
         lookups.close()  # as after an inline failure, with the turn's snapshot open
         assert await lookups.receipts_answer(1) == expected  # a new connection, a snapshot of its own
         await asyncio.sleep(0)
         assert lookups._connection is not None
         assert not lookups._connection.in_transaction
-    finally:
-        lookups.close()
 
 
 async def test_outside_wal_mode_each_lookup_is_its_own_read_transaction(engine: AsyncEngine) -> None:
@@ -371,6 +350,20 @@ async def test_outside_wal_mode_each_lookup_is_its_own_read_transaction(engine: 
         assert await lookups.receipts_answer(1) is not None
         assert lookups._connection is not None
         assert not lookups._connection.in_transaction
+    finally:
+        lookups.close()
+
+
+@contextlib.asynccontextmanager
+async def _lookups_in_wal_mode(engine: AsyncEngine) -> AsyncIterator[tuple[Lookups, Path]]:
+    """Inline lookups over a seeded conversation, its file in WAL mode as the service's connections put it."""
+    await _seed_long_conversation(engine, receipts=3)
+    path = sqlite_file(engine)
+    assert path is not None
+    _in_wal_mode(path)
+    lookups = Lookups(engine, budget=10.0)
+    try:
+        yield lookups, path
     finally:
         lookups.close()
 
