@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
 from presence.http.serving import REQUEST_TIMEOUT_RESPONSE, ConnectionGuard, _Connection
 
 TIMEOUT = 0.3
@@ -111,3 +114,44 @@ async def test_a_late_head_after_a_quiet_spell_still_gets_its_408() -> None:
     await asyncio.sleep(0.6 * TIMEOUT)
     assert transport.closed
     assert transport.written == REQUEST_TIMEOUT_RESPONSE
+
+
+async def test_a_request_an_inner_middleware_answers_ends_its_heads_clock() -> None:
+    """A ``401`` from the token middleware, on a kept-alive connection served as ``serve`` serves it:
+    a header timeout later the connection is still open, with no ``408`` written on it."""
+
+    @web.middleware
+    async def refuse(request: web.Request, handler: Handler) -> web.StreamResponse:
+        raise web.HTTPUnauthorized()
+
+    async def never(request: web.Request) -> web.StreamResponse:
+        raise AssertionError("refused before its handler")
+
+    app = web.Application(middlewares=[refuse])
+    app.router.add_get("/", never)
+    guard = ConnectionGuard(cap=10, header_timeout=TIMEOUT)
+    guard.install(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    guard.serve(runner.server)  # type: ignore[arg-type]
+    server = await asyncio.get_running_loop().create_server(guard, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 401")
+        length = int(
+            next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+        )
+        await reader.readexactly(length)
+        await asyncio.sleep(3 * TIMEOUT)
+        assert not reader.at_eof()
+        assert reader._buffer == b"", "something was written on the idle connection"  # type: ignore[attr-defined]
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 401")
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        await runner.cleanup()

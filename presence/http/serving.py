@@ -168,6 +168,15 @@ class ConnectionGuard:
         assert self._handlers is not None, "serve() first"
         return _Connection(self, self._handlers())
 
+    def install(self, app: web.Application) -> None:
+        """Put :meth:`middleware` around every other middleware of ``app``.
+
+        Outermost, it hears of every request whose head came in, also of one that an inner
+        middleware answers itself (a ``401``): inside them, such a request never ended its head's
+        clock, and the connection, idle and kept alive, got a ``408`` a header timeout later.
+        """
+        app.middlewares.insert(0, self.middleware)
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Tell each connection when a request is in progress: headers are in, and it must not be displaced."""
@@ -387,7 +396,7 @@ def run(app: web.Application, settings: Settings, *, ssl_context: ssl.SSLContext
     """Serve ``app`` until SIGTERM or SIGINT, then stop as ``web.run_app`` does (requests in progress finish)."""
     limit = raise_open_file_limit()
     guard = ConnectionGuard(cap=connection_cap(settings, limit), header_timeout=settings.header_timeout)
-    app.middlewares.append(guard.middleware)
+    guard.install(app)
     asyncio.run(_serve(app, settings, guard, ssl_context, limit))
 
 
