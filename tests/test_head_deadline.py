@@ -53,14 +53,19 @@ def _connection() -> tuple[_Connection, _Transport]:
     return connection, transport
 
 
+def _answered(connection: _Connection) -> None:
+    """One whole request in, begun and answered, as aiohttp's handler goes through it."""
+    connection.data_received(b"GET /healthz HTTP/1.1\r\n\r\n")
+    connection.request_started()
+    connection.request_finished()
+
+
 async def test_a_kept_alive_connection_whose_heads_come_in_time_stays_open() -> None:
     connection, transport = _connection()
     loop = asyncio.get_running_loop()
     ends = loop.time() + 4 * TIMEOUT
     while loop.time() < ends:  # a request every tenth of the timeout, for four timeouts
-        connection.data_received(b"GET /healthz HTTP/1.1\r\n\r\n")
-        connection.request_started()
-        connection.request_finished()
+        _answered(connection)
         await asyncio.sleep(TIMEOUT / 10)
     assert not transport.is_closing()
     await asyncio.sleep(2 * TIMEOUT)  # idle after an answer: aiohttp's keep-alive timeout's business
@@ -70,9 +75,7 @@ async def test_a_kept_alive_connection_whose_heads_come_in_time_stays_open() -> 
 
 async def test_a_head_that_does_not_come_in_time_after_a_request_gets_a_408() -> None:
     connection, transport = _connection()
-    connection.data_received(b"GET /healthz HTTP/1.1\r\n\r\n")
-    connection.request_started()
-    connection.request_finished()
+    _answered(connection)
     await asyncio.sleep(0.8 * TIMEOUT)
     connection.data_received(b"GET /heal")  # the next head, cut short
     # The timer set by the first request fires now: this head's own time is not up.
@@ -104,9 +107,7 @@ async def test_a_request_in_progress_is_never_timed_out() -> None:
 async def test_a_late_head_after_a_quiet_spell_still_gets_its_408() -> None:
     """The timer found nothing pending and stopped: the next head's first byte sets it again."""
     connection, transport = _connection()
-    connection.data_received(b"GET /healthz HTTP/1.1\r\n\r\n")
-    connection.request_started()
-    connection.request_finished()
+    _answered(connection)
     await asyncio.sleep(1.5 * TIMEOUT)  # the timer fired meanwhile, with no head pending
     connection.data_received(b"GET /heal")
     await asyncio.sleep(0.7 * TIMEOUT)
