@@ -298,6 +298,8 @@ def _presence_answer(rows: list[tuple[Any, ...]], floor: bytes | None) -> respon
     uid, status, status_updated_at, last_seen_at, _, _, _, _, source, status_key, _ = rows[0]
     connections = []
     live = 0
+    if len(rows) > 1:
+        rows = sorted(rows, key=_connection_order)
     for row in rows:
         session_id = row[4]
         if session_id is None:
@@ -321,6 +323,11 @@ def _presence_answer(rows: list[tuple[Any, ...]], floor: bytes | None) -> respon
         connections=connections,
         status_source=responses.status_source(source),
     )
+
+
+def _connection_order(row: tuple[Any, ...]) -> tuple[bool, str, str]:
+    """``reads.connection_order`` over a raw row of ``PRESENCE_OF`` (fixed-width instants: text order is time order)."""
+    return row[7] is None, row[7] or "", row[4]
 
 
 def _receipts_answer(message_id: int, rows: list[tuple[Any, ...]]) -> responses.MessageReceipts | None:
