@@ -446,10 +446,12 @@ def test_a_webhook_posted_to_one_replica_reaches_a_stream_on_another(
             ):
                 a.start()
                 b.start()
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PATIENCE)) as session:
-                    events = EventReader(
-                        await session.get(a.url + STREAM + "?uid=alice", headers={"Authorization": API_AUTH})
-                    )
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PATIENCE)) as session,
+                    # Released when done: a stream left open was an unclosed connection at teardown.
+                    session.get(a.url + STREAM + "?uid=alice", headers={"Authorization": API_AUTH}) as response,
+                ):
+                    events = EventReader(response)
                     await _post_hook(session, b.url, _went_offline("alice"))
                     event = await events.next(patience=10)
                     assert event is not None
